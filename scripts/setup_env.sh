@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Idempotent set-up of sd_detr's environment; both README commands (`make demo`, `make test`) call it.
+#
+#   bash scripts/setup_env.sh            # creates ./.venv (or reuses it) and installs what is missing
+#   SD_DETR_PYTHON=/path/to/python bash scripts/setup_env.sh
+#                                        # installs into an existing environment instead; a detectron2
+#                                        # already importable there (e.g. a CUDA build) is kept
+#
+# Every step checks first and skips what is already there; a second run finishes in seconds.
+# Versions are pinned in constraints.txt. detectron2 0.6 comes from the `pb1-detectron2` source release,
+# built without compiled ops (see docs/environment.md).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+CONSTRAINTS="$ROOT/constraints.txt"
+CACHE="$ROOT/.cache/setup"
+
+if [[ -n "${SD_DETR_PYTHON:-}" ]]; then
+  PY="$SD_DETR_PYTHON"
+else
+  if [[ ! -x .venv/bin/python ]]; then
+    echo "[setup] creating .venv with $(command -v python3)"
+    python3 -m venv .venv
+  fi
+  PY="$ROOT/.venv/bin/python"
+fi
+
+# Fast path: the stamp records the inputs of the last successful set-up.
+STAMP_DIR="$("$PY" -c 'import sys; print(sys.prefix)')"
+STAMP="$STAMP_DIR/.sd_detr_setup_stamp"
+FINGERPRINT="$(cat "$CONSTRAINTS" setup.py scripts/setup_env.sh scripts/install_detectron2.py | sha256sum | cut -d' ' -f1)"
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$FINGERPRINT" ]] \
+   && "$PY" -I -c "import torch, torchvision, detectron2, sd_detr, scipy, pycocotools, fvcore, cv2, pytest" 2>/dev/null; then
+  echo "[setup] environment up to date ($PY)"
+  exit 0
+fi
+
+PIP=("$PY" -m pip install --disable-pip-version-check -q -c "$CONSTRAINTS")
+has() { "$PY" -I -c "import $1" 2>/dev/null; }
+
+if has torch && has torchvision; then
+  echo "[setup] keeping torch $("$PY" -c 'import torch; print(torch.__version__)') / torchvision $("$PY" -c 'import torchvision; print(torchvision.__version__)')"
+else
+  echo "[setup] installing torch + torchvision (about 1 min with cached wheels)"
+  "${PIP[@]}" torch torchvision
+fi
+
+echo "[setup] installing pinned pure-python and numeric dependencies"
+"${PIP[@]}" numpy Pillow opencv-python-headless scipy pycocotools fvcore iopath omegaconf hydra-core \
+  matplotlib setuptools termcolor yacs tabulate cloudpickle tqdm pydot pytest wheel
+
+if has detectron2; then
+  echo "[setup] keeping detectron2 at $("$PY" -c 'import detectron2, os; print(os.path.dirname(detectron2.__file__))')"
+else
+  echo "[setup] building detectron2 0.6 from the pb1-detectron2 source release (no compiled ops)"
+  "$PY" scripts/install_detectron2.py --cache "$CACHE" --constraints "$CONSTRAINTS"
+fi
+
+if "$PY" -I -c "import sd_detr, os, sys; sys.exit(0 if os.path.realpath(os.path.dirname(sd_detr.__file__)) == os.path.realpath('$ROOT/sd_detr') else 1)" 2>/dev/null; then
+  echo "[setup] sd_detr already installed from $ROOT"
+else
+  echo "[setup] installing sd_detr in editable mode"
+  "${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT"
+fi
+
+"$PY" -c "import torch, torchvision, detectron2, sd_detr; print('[setup] ok: torch', torch.__version__, '| torchvision', torchvision.__version__, '| detectron2', detectron2.__version__)"
+echo "$FINGERPRINT" > "$STAMP"

@@ -1,0 +1,133 @@
+"""Conditional DETR's decoder attention (Meng et al., ICCV 2021, Sec. 3.3), written once and used by
+Conditional DETR, DAB-DETR (with its width/height modulation applied to the spatial query beforehand)
+and both branches of SD-DETR.
+
+Official reference: Atten4Vis/ConditionalDETR ``models/transformer.py:226-330``. The attention module
+there has no input projections of its own: separate linear layers project content and position, and
+only ``out_proj`` belongs to the attention.
+"""
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from .core import multi_head_attention, split_heads
+
+
+class ConditionalSelfAttention(nn.Module):
+    """Decoder self-attention with separately projected content and position:
+    ``q = Wqc x + Wqp p``, ``k = Wkc x + Wkp p``, ``v = Wv x``.
+
+    Shapes: x, pos [B, Q, d_model] -> [B, Q, d_model] (before residual and norm).
+    """
+
+    def __init__(self, d_model: int, nhead: int, dropout: float = 0.0):
+        super().__init__()
+        self.nhead = nhead
+        self.dropout = dropout
+        self.qcontent_proj = nn.Linear(d_model, d_model)
+        self.qpos_proj = nn.Linear(d_model, d_model)
+        self.kcontent_proj = nn.Linear(d_model, d_model)
+        self.kpos_proj = nn.Linear(d_model, d_model)
+        self.v_proj = nn.Linear(d_model, d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+        nn.init.constant_(self.out_proj.bias, 0.0)
+
+    def forward(self, x: Tensor, pos: Tensor, attn_mask: Optional[Tensor] = None) -> Tensor:
+        q = self.qcontent_proj(x) + self.qpos_proj(pos)
+        k = self.kcontent_proj(x) + self.kpos_proj(pos)
+        out, _ = multi_head_attention(
+            q, k, self.v_proj(x), self.nhead, attn_bias=attn_mask,
+            dropout_p=self.dropout if self.training else 0.0,
+        )
+        return self.out_proj(out)
+
+
+class ConditionalCrossAttention(nn.Module):
+    """Conditional cross-attention: per head, the query is ``[content | spatial]`` and the key
+    ``[content | position]``, so the logit is ``c_q . c_k + p_q . p_k`` (paper Eq. 2).
+
+    - content query ``Wqc f`` (+ ``Wqp o_q`` when ``add_query_pos=True``: the official first layer),
+    - spatial query ``Wqs s`` with ``s = lambda_q * PE(ref)`` supplied by the decoder,
+    - key content ``Wkc m`` (+ ``Wkp p`` when the query position is added, as officially),
+    - key position ``Wkp p``; value ``Wv m``.
+    Per head: 2 x d_model / nhead query/key channels (scale 1/sqrt of that), d_model / nhead value channels.
+
+    When ``record_attention`` is set the last call stores ``last_attention``: softmax maps
+    [B, H, Q, N] of the combined logits and of the content-only and spatial-only terms (Conditional
+    DETR's Figure 4), for ``tools/visualize_attention.py``.
+    """
+
+    def __init__(self, d_model: int, nhead: int, dropout: float = 0.0, add_query_pos: bool = False):
+        super().__init__()
+        self.nhead = nhead
+        self.dropout = dropout
+        self.qcontent_proj = nn.Linear(d_model, d_model)
+        self.qpos_proj = nn.Linear(d_model, d_model) if add_query_pos else None
+        self.kcontent_proj = nn.Linear(d_model, d_model)
+        self.kpos_proj = nn.Linear(d_model, d_model)
+        self.v_proj = nn.Linear(d_model, d_model)
+        self.qpos_sine_proj = nn.Linear(d_model, d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+        nn.init.constant_(self.out_proj.bias, 0.0)
+        self.record_attention = False
+        self.last_attention = None
+
+    def forward(
+        self,
+        query: Tensor,
+        memory: Tensor,
+        memory_pos: Tensor,
+        query_sine_embed: Tensor,
+        query_pos: Optional[Tensor] = None,
+        key_padding_mask: Optional[Tensor] = None,
+        attn_bias: Optional[Tensor] = None,
+    ) -> Tensor:
+        """
+        Args:
+            query: [B, Q, C] decoder embeddings; memory, memory_pos: [B, N, C];
+            query_sine_embed: [B, Q, C] spatial query before its projection;
+            query_pos: [B, Q, C] object-query positional embedding, used when ``add_query_pos``;
+            key_padding_mask: [B, N] True on padding; attn_bias: additive logit bias [B or 1, H, Q, N].
+        Returns: [B, Q, C] (before residual and norm).
+        """
+        h = self.nhead
+        q_content = self.qcontent_proj(query)
+        k_content = self.kcontent_proj(memory)
+        k_pos = self.kpos_proj(memory_pos)
+        if self.qpos_proj is not None and query_pos is not None:
+            q_content = q_content + self.qpos_proj(query_pos)
+            k_content = k_content + k_pos
+        q_spatial = self.qpos_sine_proj(query_sine_embed)
+        q = _concat_heads(q_content, q_spatial, h)
+        k = _concat_heads(k_content, k_pos, h)
+        out, weights = multi_head_attention(
+            q, k, self.v_proj(memory), h,
+            key_padding_mask=key_padding_mask, attn_bias=attn_bias,
+            dropout_p=self.dropout if self.training else 0.0,
+            need_weights=self.record_attention,
+        )
+        if self.record_attention:
+            self.last_attention = {
+                "combined": weights,
+                "content": _part_attention(q_content, k_content, h, q.shape[-1] // h, key_padding_mask),
+                "spatial": _part_attention(q_spatial, k_pos, h, q.shape[-1] // h, key_padding_mask),
+            }
+        return self.out_proj(out)
+
+
+def _concat_heads(a: Tensor, b: Tensor, num_heads: int) -> Tensor:
+    """[B, N, C] x 2 -> [B, N, 2C] with each head's channels being [a_head | b_head]."""
+    bsz, n, c = a.shape
+    return torch.cat(
+        [a.view(bsz, n, num_heads, c // num_heads), b.view(bsz, n, num_heads, c // num_heads)], dim=3
+    ).view(bsz, n, 2 * c)
+
+
+@torch.no_grad()
+def _part_attention(q: Tensor, k: Tensor, num_heads: int, head_dim: int, key_padding_mask) -> Tensor:
+    """Softmax of one term of the conditional logit, scaled as the combined logit is."""
+    logits = split_heads(q, num_heads) @ split_heads(k, num_heads).transpose(-2, -1) * head_dim ** -0.5
+    if key_padding_mask is not None:
+        logits = logits.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
+    return logits.softmax(-1)

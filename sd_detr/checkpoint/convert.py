@@ -1,0 +1,112 @@
+"""Converting the official released checkpoints to this project's parameter names.
+
+Each converter is an ordered list of (regex, replacement) rules applied to every official key; a key
+no rule matches is an error, never silently dropped. Class heads are reduced from the official
+91/92-way outputs (index = COCO category id) to Detectron2's 80 contiguous classes.
+"""
+import re
+from typing import Callable, Dict, List, Sequence, Tuple
+
+import torch
+
+Rule = Tuple[str, str]
+
+# torchvision ResNet (official backbones) -> Detectron2 ResNet
+RESNET_RULES: List[Rule] = [
+    (r"^backbone\.0\.body\.conv1\.weight$", "backbone.stem.conv1.weight"),
+    (r"^backbone\.0\.body\.bn1\.(.+)$", r"backbone.stem.conv1.norm.\1"),
+    (r"^backbone\.0\.body\.layer(\d)\.(\d+)\.conv(\d)\.weight$", lambda m: f"backbone.res{int(m[1]) + 1}.{m[2]}.conv{m[3]}.weight"),
+    (r"^backbone\.0\.body\.layer(\d)\.(\d+)\.bn(\d)\.(.+)$", lambda m: f"backbone.res{int(m[1]) + 1}.{m[2]}.conv{m[3]}.norm.{m[4]}"),
+    (r"^backbone\.0\.body\.layer(\d)\.(\d+)\.downsample\.0\.weight$", lambda m: f"backbone.res{int(m[1]) + 1}.{m[2]}.shortcut.weight"),
+    (r"^backbone\.0\.body\.layer(\d)\.(\d+)\.downsample\.1\.(.+)$", lambda m: f"backbone.res{int(m[1]) + 1}.{m[2]}.shortcut.norm.{m[3]}"),
+]
+
+# DETR post-norm encoder
+ENCODER_RULES: List[Rule] = [
+    (r"^transformer\.encoder\.layers\.(\d+)\.self_attn\.(.+)$", r"encoder.layers.\1.self_attn.\2"),
+    (r"^transformer\.encoder\.layers\.(\d+)\.linear([12])\.(.+)$", r"encoder.layers.\1.ffn.linear\2.\3"),
+    (r"^transformer\.encoder\.layers\.(\d+)\.norm1\.(.+)$", r"encoder.layers.\1.norm1.\2"),
+    (r"^transformer\.encoder\.layers\.(\d+)\.norm2\.(.+)$", r"encoder.layers.\1.ffn.norm.\2"),
+]
+
+# Conditional-DETR-style decoder layer (also DAB-DETR's)
+CONDITIONAL_DECODER_LAYER_RULES: List[Rule] = [
+    (r"^transformer\.decoder\.layers\.(\d+)\.sa_(qcontent|qpos|kcontent|kpos|v)_proj\.(.+)$", r"decoder.layers.\1.self_attn.\2_proj.\3"),
+    (r"^transformer\.decoder\.layers\.(\d+)\.self_attn\.out_proj\.(.+)$", r"decoder.layers.\1.self_attn.out_proj.\2"),
+    (r"^transformer\.decoder\.layers\.(\d+)\.ca_(qcontent|qpos|kcontent|kpos|v|qpos_sine)_proj\.(.+)$", r"decoder.layers.\1.cross_attn.\2_proj.\3"),
+    (r"^transformer\.decoder\.layers\.(\d+)\.cross_attn\.out_proj\.(.+)$", r"decoder.layers.\1.cross_attn.out_proj.\2"),
+    (r"^transformer\.decoder\.layers\.(\d+)\.linear([12])\.(.+)$", r"decoder.layers.\1.ffn.linear\2.\3"),
+    (r"^transformer\.decoder\.layers\.(\d+)\.norm([12])\.(.+)$", r"decoder.layers.\1.norm\2.\3"),
+    (r"^transformer\.decoder\.layers\.(\d+)\.norm3\.(.+)$", r"decoder.layers.\1.ffn.norm.\2"),
+]
+
+HEAD_RULES: List[Rule] = [
+    (r"^input_proj\.(.+)$", r"input_proj.\1"),
+    (r"^class_embed\.(.+)$", r"class_embed.\1"),
+    (r"^bbox_embed\.(.+)$", r"bbox_embed.\1"),
+]
+
+CONDITIONAL_DETR_RULES: List[Rule] = (
+    RESNET_RULES + ENCODER_RULES + CONDITIONAL_DECODER_LAYER_RULES + HEAD_RULES + [
+        (r"^query_embed\.weight$", "query_init.query_embed.weight"),
+        (r"^transformer\.decoder\.(norm|query_scale|ref_point_head)\.(.+)$", r"decoder.\1.\2"),
+    ]
+)
+
+# official source name -> (rules, names of class-head tensors whose first dim is the class)
+CONVERTERS: Dict[str, Tuple[List[Rule], Sequence[str]]] = {
+    "conditional_detr": (CONDITIONAL_DETR_RULES, ("class_embed.weight", "class_embed.bias")),
+}
+
+
+def coco_91_to_80_indices() -> List[int]:
+    """Rows of an official COCO head (index = COCO category id) for Detectron2's 80 contiguous classes."""
+    from detectron2.data.datasets.builtin_meta import COCO_CATEGORIES
+
+    return [c["id"] for c in COCO_CATEGORIES if c["isthing"]]
+
+
+def _apply(rules: List[Rule], key: str):
+    for pattern, repl in rules:
+        m = re.match(pattern, key)
+        if m:
+            return repl(m) if callable(repl) else m.expand(repl)
+    return None
+
+
+def convert_state_dict(source: str, official: Dict[str, torch.Tensor], num_classes: int = 80,
+                       ignore: Sequence[str] = ()) -> Dict[str, torch.Tensor]:
+    """Map an official state dict to this project's names.
+
+    Args:
+        source: a key of :data:`CONVERTERS`.
+        official: the official ``model`` state dict.
+        num_classes: 80 maps the COCO-id-indexed class head to Detectron2's contiguous classes;
+            otherwise the head is kept as is (must equal its size).
+        ignore: regexes of official keys to leave out on purpose (e.g. duplicated shared heads).
+    Raises:
+        KeyError naming every official key no rule covers.
+    """
+    if source not in CONVERTERS:
+        raise KeyError(f"unknown source {source!r}; choose one of {sorted(CONVERTERS)}")
+    rules, class_keys = CONVERTERS[source]
+    out, unknown = {}, []
+    for key, value in official.items():
+        if any(re.match(p, key) for p in ignore):
+            continue
+        new = _apply(rules, key)
+        if new is None:
+            unknown.append(key)
+            continue
+        if new in out:
+            raise KeyError(f"two official keys map to {new!r} (second: {key!r})")
+        out[new] = value
+    if unknown:
+        raise KeyError(f"{len(unknown)} official {source} keys have no conversion rule: {unknown}")
+    for k in class_keys:
+        head = out[k]
+        if num_classes == 80 and head.shape[0] != 80:
+            out[k] = head[coco_91_to_80_indices()].clone()
+        elif head.shape[0] != num_classes:
+            raise ValueError(f"{k} has {head.shape[0]} classes, cannot make {num_classes}")
+    return out

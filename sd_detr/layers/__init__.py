@@ -1,0 +1,12 @@
+from .box_ops import (
+    box_cxcywh_to_xyxy,
+    box_xyxy_to_cxcywh,
+    elementwise_box_iou,
+    elementwise_generalized_box_iou,
+    generalized_box_iou,
+    inverse_sigmoid,
+)
+from .mlp import FFN, MLP, get_activation
+from .position_encoding import PositionEmbeddingSine, sine_embedding
+
+__all__ = [k for k in globals() if not k.startswith("_")]

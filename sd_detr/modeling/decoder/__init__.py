@@ -1,0 +1,4 @@
+from .base import DecoderOutput, EncoderMemory
+from .conditional import ConditionalDecoder, ConditionalDecoderLayer
+
+__all__ = ["DecoderOutput", "EncoderMemory", "ConditionalDecoder", "ConditionalDecoderLayer"]

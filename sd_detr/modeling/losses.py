@@ -1,0 +1,53 @@
+"""Classification and box losses of the set criterion.
+
+Every classification loss has the same call signature, so a criterion can swap them by config:
+``loss(logits [B, Q, K], pred_boxes [B, Q, 4] normalised cxcywh, assignment, num_boxes) -> scalar``.
+"""
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import sigmoid_focal_loss
+
+from ..layers import box_cxcywh_to_xyxy, elementwise_generalized_box_iou
+from .assignment import Assignment
+
+
+def one_hot_targets(logits: Tensor, assignment: Assignment, values: Tensor = None) -> Tensor:
+    """Dense [B, Q, K] classification targets: ``values`` [P] (>= 0, default 1) at each classification
+    positive (batch, query, label), 0 elsewhere. A query may carry several labels (multi-hot bags); when
+    the same (batch, query, label) appears more than once the largest value is kept."""
+    target = torch.zeros_like(logits)
+    if assignment.num_cls_positives:
+        vals = torch.ones_like(assignment.cls_batch, dtype=logits.dtype) if values is None else values.to(logits.dtype)
+        num_queries, num_classes = logits.shape[1:]
+        flat_index = (assignment.cls_batch * num_queries + assignment.cls_query) * num_classes + assignment.cls_label
+        target.view(-1).scatter_reduce_(0, flat_index, vals, reduce="amax", include_self=True)
+    return target
+
+
+class FocalLoss(nn.Module):
+    """Sigmoid focal loss (Lin et al. 2017) over all queries and classes, summed and divided by the
+    number of ground-truth boxes, as the official Conditional/DAB-DETR ``loss_labels`` (their
+    ``sigmoid_focal_loss(...) * num_queries`` is the same sum / num_boxes)."""
+
+    def __init__(self, alpha: float = 0.25, gamma: float = 2.0):
+        super().__init__()
+        self.alpha = alpha
+        self.gamma = gamma
+
+    def forward(self, logits: Tensor, pred_boxes: Tensor, assignment: Assignment, num_boxes: float) -> Tensor:
+        target = one_hot_targets(logits, assignment)
+        return sigmoid_focal_loss(logits, target, alpha=self.alpha, gamma=self.gamma, reduction="sum") / num_boxes
+
+
+def box_losses(pred_boxes: Tensor, assignment: Assignment, num_boxes: float) -> dict:
+    """L1 and GIoU losses of the localisation positives, each summed and divided by ``num_boxes``.
+
+    pred_boxes: [B, Q, 4] normalised cxcywh. Returns {"loss_bbox", "loss_giou"}.
+    """
+    src = pred_boxes[assignment.box_batch, assignment.box_query]
+    tgt = assignment.box_target
+    loss_bbox = F.l1_loss(src, tgt, reduction="sum") / num_boxes
+    giou = elementwise_generalized_box_iou(box_cxcywh_to_xyxy(src), box_cxcywh_to_xyxy(tgt))
+    loss_giou = (1 - giou).sum() / num_boxes
+    return {"loss_bbox": loss_bbox, "loss_giou": loss_giou}

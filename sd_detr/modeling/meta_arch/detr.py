@@ -1,0 +1,215 @@
+"""The DETR meta-architecture every detector of the project is composed from.
+
+``batched_inputs -> normalise + pad (ImageList, padding mask) -> backbone -> 1x1 input projection +
+sine position embedding -> encoder -> query initialiser -> decoder -> shared class / box heads per
+layer -> criterion (train) | top-k over queries x classes -> Instances (eval)``.
+
+Each part is a constructor argument, so a variant is a config, rarely a new class.
+"""
+import math
+from typing import Dict, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from detectron2.modeling.postprocessing import detector_postprocess
+from detectron2.structures import Boxes, ImageList, Instances
+from torch import Tensor, nn
+
+from ...layers import MLP, box_cxcywh_to_xyxy, box_xyxy_to_cxcywh, inverse_sigmoid
+from ..decoder.base import DecoderOutput, EncoderMemory
+
+IMAGENET_MEAN_RGB = (123.675, 116.280, 103.530)
+IMAGENET_STD_RGB = (58.395, 57.120, 57.375)
+
+
+class DETRDetector(nn.Module):
+    """A DETR-style detector assembled from parts.
+
+    Args:
+        backbone: a Detectron2 backbone (e.g. :func:`~sd_detr.modeling.backbone.build_detr_resnet`).
+        in_feature: the backbone output to encode ("res5"; "res4" for tiny models).
+        position_embedding: maps the [B, H, W] padding mask to [B, C, H, W].
+        encoder: [B, N, C] features, pos, mask -> [B, N, C] memory.
+        query_init: :class:`EncoderMemory` -> dict of decoder queries (may add "extra_outputs", e.g. a
+            mini-detector's predictions for the criterion).
+        decoder: (memory, queries, box_head) -> :class:`DecoderOutput`.
+        criterion: (outputs, targets) -> dict of weighted losses.
+        num_classes: K foreground classes (sigmoid scores).
+        hidden_dim: transformer width C.
+        pixel_mean, pixel_std: per channel, in the order of ``input_format``, 0-255 scale.
+        input_format: channel order the backbone expects; inputs arrive in this order from the mapper.
+        num_select: detections kept per image at inference (top-k over queries x classes).
+        box_head_layers: layers of the box MLP.
+        reference_eps: eps of ``inverse_sigmoid`` when adding the reference to the box logits.
+        size_divisibility: pad the batch to a multiple of this (0 = to the largest image, as officially).
+        aux_loss: supervise every decoder layer.
+    """
+
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        position_embedding: nn.Module,
+        encoder: nn.Module,
+        query_init: nn.Module,
+        decoder: nn.Module,
+        criterion: nn.Module,
+        num_classes: int,
+        hidden_dim: int = 256,
+        in_feature: str = "res5",
+        pixel_mean: Sequence[float] = IMAGENET_MEAN_RGB,
+        pixel_std: Sequence[float] = IMAGENET_STD_RGB,
+        input_format: str = "RGB",
+        num_select: int = 100,
+        box_head_layers: int = 3,
+        reference_eps: float = 1e-5,
+        size_divisibility: int = 0,
+        aux_loss: bool = True,
+    ):
+        super().__init__()
+        self.backbone = backbone
+        self.in_feature = in_feature
+        shapes = backbone.output_shape()
+        if in_feature not in shapes:
+            raise KeyError(f"{type(self).__name__}: in_feature {in_feature!r} is not a backbone output; "
+                           f"available: {sorted(shapes)}")
+        self.input_proj = nn.Conv2d(shapes[in_feature].channels, hidden_dim, kernel_size=1)
+        self.feature_stride = shapes[in_feature].stride
+        self.position_embedding = position_embedding
+        self.encoder = encoder
+        self.query_init = query_init
+        self.decoder = decoder
+        self.criterion = criterion
+        self.num_classes = num_classes
+        self.class_embed = nn.Linear(hidden_dim, num_classes)
+        self.bbox_embed = MLP(hidden_dim, hidden_dim, 4, box_head_layers)
+        self.input_format = input_format
+        self.num_select = num_select
+        self.reference_eps = reference_eps
+        self.size_divisibility = size_divisibility
+        self.aux_loss = aux_loss
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(-1, 1, 1), False)
+        if len(pixel_mean) != len(pixel_std):
+            raise ValueError(f"pixel_mean {pixel_mean} and pixel_std {pixel_std} differ in length")
+        self._init_heads()
+
+    def _init_heads(self):
+        # Focal-loss prior: every class starts at probability 0.01 (official conditional_detr.py:53-56).
+        nn.init.constant_(self.class_embed.bias, -math.log((1 - 0.01) / 0.01))
+        nn.init.zeros_(self.bbox_embed.layers[-1].weight)
+        nn.init.zeros_(self.bbox_embed.layers[-1].bias)
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    # ------------------------------------------------------------------ inputs
+    def preprocess_image(self, batched_inputs: List[dict]):
+        """Normalise and pad. Returns (ImageList, mask [B, H, W] bool True on padding)."""
+        images = [(x["image"].to(self.device).float() - self.pixel_mean) / self.pixel_std for x in batched_inputs]
+        images = ImageList.from_tensors(images, self.size_divisibility)
+        b, _, h, w = images.tensor.shape
+        mask = torch.ones((b, h, w), dtype=torch.bool, device=self.device)
+        for i, (ih, iw) in enumerate(images.image_sizes):
+            mask[i, :ih, :iw] = False
+        return images, mask
+
+    def prepare_targets(self, batched_inputs: List[dict]) -> List[dict]:
+        """Instances (absolute xyxy in the augmented image) -> {"labels", "boxes" normalised cxcywh}."""
+        targets = []
+        for x in batched_inputs:
+            inst = x["instances"].to(self.device)
+            h, w = inst.image_size
+            scale = torch.tensor([w, h, w, h], dtype=torch.float32, device=self.device)
+            boxes = box_xyxy_to_cxcywh(inst.gt_boxes.tensor / scale)
+            targets.append({"labels": inst.gt_classes.long(), "boxes": boxes})
+        return targets
+
+    # ------------------------------------------------------------------ model
+    def encode(self, images: ImageList, mask: Tensor) -> EncoderMemory:
+        features = self.backbone(images.tensor)[self.in_feature]
+        feat_mask = F.interpolate(mask[None].float(), size=features.shape[-2:]).to(torch.bool)[0]
+        pos = self.position_embedding(feat_mask).to(features.dtype)
+        src = self.input_proj(features)
+        h, w = src.shape[-2:]
+        src = src.flatten(2).transpose(1, 2)
+        pos = pos.flatten(2).transpose(1, 2)
+        flat_mask = feat_mask.flatten(1)
+        memory = self.encoder(src, pos, flat_mask)
+        image_sizes = torch.tensor(images.image_sizes, dtype=torch.float32, device=self.device)
+        return EncoderMemory(memory=memory, pos=pos, mask=flat_mask, spatial_shape=(h, w),
+                             stride=self.feature_stride, image_sizes=image_sizes)
+
+    def predict(self, dec: DecoderOutput) -> Dict[str, Tensor]:
+        """Shared heads on every layer -> {"pred_logits": [L, B, Q, K], "pred_boxes": [L, B, Q, 4]}."""
+        logits = self.class_embed(dec.hidden)
+        box_hidden = dec.hidden if dec.box_hidden is None else dec.box_hidden
+        delta = self.bbox_embed(box_hidden)
+        ref = dec.reference_logits if dec.reference_logits is not None else inverse_sigmoid(dec.references, self.reference_eps)
+        r = ref.shape[-1]
+        boxes = torch.cat([delta[..., :r] + ref, delta[..., r:]], dim=-1).sigmoid()
+        return {"pred_logits": logits, "pred_boxes": boxes}
+
+    def forward_outputs(self, batched_inputs: List[dict]):
+        """Everything up to the per-layer predictions. Returns (outputs, images, decoder output)."""
+        images, mask = self.preprocess_image(batched_inputs)
+        mem = self.encode(images, mask)
+        queries = self.query_init(mem)
+        dec = self.decoder(mem, queries, box_head=self.bbox_embed)
+        pred = self.predict(dec)
+        outputs = {"pred_logits": pred["pred_logits"][-1], "pred_boxes": pred["pred_boxes"][-1]}
+        if self.aux_loss:
+            outputs["aux_outputs"] = [
+                {"pred_logits": a, "pred_boxes": b} for a, b in zip(pred["pred_logits"][:-1], pred["pred_boxes"][:-1])
+            ]
+        extra = dict(queries.get("extra_outputs", {}))
+        extra.update(dec.extra.get("extra_outputs", {}))
+        if extra:
+            outputs["extra_outputs"] = extra
+        return outputs, images, dec
+
+    def forward(self, batched_inputs: List[dict]):
+        """
+        Args:
+            batched_inputs: Detectron2 dicts with "image" [C, H, W] (``input_format`` order, 0-255),
+                "instances" (training), optional "height"/"width" (output resolution).
+        Returns:
+            training: dict of weighted losses; eval: list of {"instances": Instances} with absolute xyxy
+            ``pred_boxes``, ``scores``, ``pred_classes`` at the requested output resolution.
+        """
+        if self.training:
+            for x in batched_inputs:
+                if "instances" not in x:
+                    raise KeyError(f"{type(self).__name__}: training input {x.get('file_name', '')!r} has no 'instances'")
+        outputs, images, _ = self.forward_outputs(batched_inputs)
+        if self.training:
+            return self.criterion(outputs, self.prepare_targets(batched_inputs))
+        results = self.inference(outputs["pred_logits"], outputs["pred_boxes"], images.image_sizes)
+        processed = []
+        for res, x, size in zip(results, batched_inputs, images.image_sizes):
+            processed.append({"instances": detector_postprocess(res, x.get("height", size[0]), x.get("width", size[1]))})
+        return processed
+
+    def inference(self, logits: Tensor, boxes: Tensor, image_sizes) -> List[Instances]:
+        """Top-k over queries x classes of the sigmoid scores.
+
+        logits: [B, Q, K]; boxes: [B, Q, 4] normalised cxcywh; image_sizes: (h, w) of each unpadded
+        input. Returns Instances in input-image pixels (absolute xyxy).
+        """
+        bsz, nq, k = logits.shape
+        prob = logits.sigmoid().view(bsz, -1)
+        num = min(self.num_select, nq * k)
+        scores, index = prob.topk(num, dim=1)
+        query = torch.div(index, k, rounding_mode="floor")
+        labels = index % k
+        results = []
+        for i, (h, w) in enumerate(image_sizes):
+            xyxy = box_cxcywh_to_xyxy(boxes[i, query[i]])
+            xyxy = xyxy * torch.tensor([w, h, w, h], dtype=xyxy.dtype, device=xyxy.device)
+            res = Instances((h, w))
+            res.pred_boxes = Boxes(xyxy)
+            res.scores = scores[i]
+            res.pred_classes = labels[i]
+            results.append(res)
+        return results

@@ -1,0 +1,3 @@
+from .learned import LearnedQueries
+
+__all__ = ["LearnedQueries"]

@@ -1,0 +1,242 @@
+"""DETR's data augmentation and dataset mapper, built from detectron2 transforms.
+
+The training augmentation reproduces DETR's ``make_coco_transforms("train")``
+(facebookresearch/detr, also used by Conditional DETR / DAB-DETR):
+
+* random horizontal flip (p=0.5), then with p=0.5 each, either
+* a multi-scale resize (shorter side chosen in 480..800 step 32, longer side <= 1333), or
+* a resize of the shorter side to one of (400, 500, 600), a random crop with height and width
+  each drawn in [384, 600] (capped by the image size), then the multi-scale resize.
+
+At test time the shorter side is resized to 800 (longer side <= 1333).
+"""
+import copy
+from typing import List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from detectron2.data import DatasetMapper
+from detectron2.data import detection_utils as utils
+from detectron2.data import transforms as T
+
+__all__ = ["RandomChoice", "build_detr_augmentations", "DetrDatasetMapper", "DETR_TRAIN_MIN_SIZES"]
+
+DETR_TRAIN_MIN_SIZES = tuple(range(480, 801, 32))  # (480, 512, ..., 800)
+
+AugLike = Union[T.Augmentation, T.Transform]
+
+
+def _as_augmentation_list(choice) -> T.AugmentationList:
+    if isinstance(choice, T.AugmentationList):
+        return choice
+    if isinstance(choice, (T.Augmentation, T.Transform)):
+        return T.AugmentationList([choice])
+    return T.AugmentationList(list(choice))
+
+
+class RandomChoice(T.Augmentation):
+    """Apply one of several augmentation sequences, chosen at random.
+
+    Each choice is an :class:`~detectron2.data.transforms.AugmentationList` (a list of
+    augmentations/transforms or a single augmentation is wrapped into one). Like
+    ``AugmentationList``, calling it augments the ``AugInput`` in place, sequentially through the
+    chosen list, and returns the applied transforms as a ``TransformList``, so it can be nested in
+    a ``DatasetMapper``'s augmentation list. The choice uses ``np.random`` (seeded per dataloader
+    worker by detectron2), like detectron2's own augmentations.
+    """
+
+    def __init__(
+        self,
+        choices: Sequence[Union[T.AugmentationList, Sequence[AugLike], AugLike]],
+        probs: Optional[Sequence[float]] = None,
+    ):
+        """
+        Args:
+            choices: the alternatives; each an AugmentationList, a list of augmentations or
+                transforms, or a single augmentation/transform.
+            probs: probability of each choice (normalised to sum 1); default uniform.
+        """
+        super().__init__()
+        self.choices = [_as_augmentation_list(c) for c in choices]
+        if not self.choices:
+            raise ValueError("RandomChoice needs at least one choice.")
+        if probs is None:
+            p = np.full(len(self.choices), 1.0 / len(self.choices))
+        else:
+            p = np.asarray(list(probs), dtype=np.float64)
+            if p.shape != (len(self.choices),) or (p < 0).any() or p.sum() <= 0:
+                raise ValueError(
+                    f"probs must be {len(self.choices)} non-negative numbers with a positive sum, "
+                    f"got {list(probs)}"
+                )
+            p = p / p.sum()
+        self.probs = p
+
+    def _choose(self) -> T.AugmentationList:
+        return self.choices[int(np.random.choice(len(self.choices), p=self.probs))]
+
+    def __call__(self, aug_input) -> T.Transform:
+        """Augment ``aug_input`` in place with a randomly chosen list; return its TransformList."""
+        return self._choose()(aug_input)
+
+    def get_transform(self, image) -> T.Transform:
+        """Choose a list and return the transforms it would apply to ``image`` (HWC array).
+
+        Only valid when the chosen augmentations need nothing but the image (true for the
+        resize/crop/flip augmentations used by DETR); ``__call__`` is the general path.
+        """
+        return self._choose()(T.AugInput(image))
+
+    def __repr__(self):
+        choices = ", ".join(str(c) for c in self.choices)
+        probs = ", ".join(f"{p:.3g}" for p in self.probs)
+        return f"RandomChoice(choices=[{choices}], probs=[{probs}])"
+
+    __str__ = __repr__
+
+
+def build_detr_augmentations(
+    is_train: bool,
+    min_sizes: Sequence[int] = DETR_TRAIN_MIN_SIZES,
+    max_size: int = 1333,
+    crop_resize: Sequence[int] = (400, 500, 600),
+    crop_size: Sequence[int] = (384, 600),
+    test_min_size: int = 800,
+    test_max_size: int = 1333,
+) -> List[T.Augmentation]:
+    """DETR's augmentation as a list of detectron2 augmentations (see the module docstring).
+
+    Args:
+        is_train: training (random) or test (deterministic resize) augmentation.
+        min_sizes: candidate shorter-side lengths (pixels) of the multi-scale resize.
+        max_size: cap (pixels) of the longer side of the multi-scale resize.
+        crop_resize: candidate shorter-side lengths (pixels) of the resize before the crop
+            (no cap on the longer side, as in DETR).
+        crop_size: (min, max) crop height and width in pixels ("absolute_range" crop: each side
+            is drawn uniformly in [min(min, side), min(max, side)]).
+        test_min_size, test_max_size: test-time shorter-side length and longer-side cap, pixels.
+
+    Returns:
+        list of augmentations, to be passed as ``augmentations`` to :class:`DetrDatasetMapper`.
+    """
+    if not is_train:
+        return [T.ResizeShortestEdge(test_min_size, test_max_size)]
+    min_sizes = tuple(int(s) for s in min_sizes)
+    multi_scale = T.ResizeShortestEdge(min_sizes, max_size, sample_style="choice")
+    return [
+        T.RandomFlip(horizontal=True, vertical=False),
+        RandomChoice(
+            [
+                [multi_scale],
+                [
+                    T.ResizeShortestEdge(tuple(int(s) for s in crop_resize), sample_style="choice"),
+                    T.RandomCrop("absolute_range", tuple(int(s) for s in crop_size)),
+                    T.ResizeShortestEdge(min_sizes, max_size, sample_style="choice"),
+                ],
+            ],
+            probs=(0.5, 0.5),
+        ),
+    ]
+
+
+class DetrDatasetMapper(DatasetMapper):
+    """detectron2's :class:`~detectron2.data.DatasetMapper` with DETR's defaults.
+
+    Maps a detectron2 dataset dict to the model input dict:
+
+    * ``"image"``: uint8 tensor (C, H, W) of the augmented image, channels in ``image_format``;
+    * ``"instances"`` (training only, as in detectron2): ``gt_boxes`` (``Boxes``, absolute XYXY
+      pixels of the augmented image, clipped to it) and ``gt_classes`` (int64 contiguous class
+      ids). Crowd annotations are dropped, boxes emptied by the crop are removed, and an image
+      without annotations gives zero instances;
+    * ``"height"``, ``"width"`` (original image size, for the evaluator), ``"file_name"``,
+      ``"image_id"``, copied from the dataset dict.
+
+    Usable from a LazyConfig::
+
+        L(DetrDatasetMapper)(
+            is_train=True,
+            augmentations=L(build_detr_augmentations)(is_train=True),
+            image_format="RGB",
+        )
+    """
+
+    def __init__(
+        self,
+        is_train: bool = True,
+        *,
+        augmentations: Optional[Sequence[AugLike]] = None,
+        image_format: str = "RGB",
+        **kwargs,
+    ):
+        """
+        Args:
+            is_train: training (keeps and transforms annotations) or inference mode.
+            augmentations: list of detectron2 augmentations/transforms; default
+                ``build_detr_augmentations(is_train)``.
+            image_format: an image format supported by ``detection_utils.read_image``
+                ("RGB", "BGR", ...).
+            kwargs: other :class:`DatasetMapper` arguments (``use_instance_mask``, ...).
+        """
+        if augmentations is None:
+            augmentations = build_detr_augmentations(is_train)
+        elif isinstance(augmentations, (T.Augmentation, T.Transform)):
+            augmentations = [augmentations]
+        super().__init__(
+            is_train, augmentations=list(augmentations), image_format=image_format, **kwargs
+        )
+
+    def _read_image(self, dataset_dict):
+        file_name = dataset_dict["file_name"]
+        try:
+            return utils.read_image(file_name, format=self.image_format)
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"Image file not found: {file_name}") from e
+        except Exception as e:
+            raise OSError(f"Cannot read image file {file_name}: {type(e).__name__}: {e}") from e
+
+    def __call__(self, dataset_dict):
+        """
+        Args:
+            dataset_dict: one record in detectron2's dataset format (boxes in any ``bbox_mode``).
+
+        Returns:
+            dict: see the class docstring.
+        """
+        dataset_dict = copy.deepcopy(dataset_dict)  # it is modified below
+        image = self._read_image(dataset_dict)
+        utils.check_image_size(dataset_dict, image)
+
+        if "sem_seg_file_name" in dataset_dict:
+            sem_seg_gt = utils.read_image(dataset_dict.pop("sem_seg_file_name"), "L").squeeze(2)
+        else:
+            sem_seg_gt = None
+
+        aug_input = T.AugInput(image, sem_seg=sem_seg_gt)
+        transforms = self.augmentations(aug_input)
+        image, sem_seg_gt = aug_input.image, aug_input.sem_seg
+
+        image_shape = image.shape[:2]  # h, w
+        dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        if sem_seg_gt is not None:
+            dataset_dict["sem_seg"] = torch.as_tensor(sem_seg_gt.astype("long"))
+
+        if self.proposal_topk is not None:
+            utils.transform_proposals(
+                dataset_dict, image_shape, transforms, proposal_topk=self.proposal_topk
+            )
+
+        if not self.is_train:
+            dataset_dict.pop("annotations", None)
+            dataset_dict.pop("sem_seg_file_name", None)
+            return dataset_dict
+
+        if "annotations" in dataset_dict:
+            # drops iscrowd annotations, converts boxes to absolute XYXY in the augmented image
+            # (clipped to it) and removes boxes emptied by the crop
+            self._transform_annotations(dataset_dict, transforms, image_shape)
+        else:
+            # DETR trains on images without objects too: give them an empty target
+            dataset_dict["instances"] = utils.annotations_to_instances([], image_shape)
+        return dataset_dict
+

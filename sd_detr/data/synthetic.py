@@ -1,0 +1,517 @@
+"""A small, deterministic synthetic detection dataset ("shapes") in COCO format.
+
+The dataset is meant for smoke tests and quick CPU/GPU experiments: it has a handful of visually
+distinct shape classes drawn on textured backgrounds, several (partly overlapping) objects per
+image, and exact boxes computed from the drawn pixels.
+
+Layout written by :func:`generate_synthetic_dataset` under ``root``::
+
+    root/train/000000.png ...
+    root/val/000000.png ...
+    root/annotations/instances_train.json
+    root/annotations/instances_val.json
+
+The annotation files are plain COCO detection JSON: ``bbox`` is ``[x, y, w, h]`` in absolute
+pixels of the image (continuous coordinates: pixel column ``j`` covers ``[j, j + 1)``), ``area``
+is the number of visible object pixels and category ids start at 1 in the order of
+:data:`SYNTHETIC_CLASSES`.
+"""
+import contextlib
+import json
+import logging
+import math
+import os
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import cv2
+import numpy as np
+
+__all__ = [
+    "SYNTHETIC_CLASSES",
+    "SYNTHETIC_TRAIN_NAME",
+    "SYNTHETIC_VAL_NAME",
+    "default_synthetic_root",
+    "generate_synthetic_dataset",
+    "is_generated",
+    "register_synthetic_dataset",
+    "render_synthetic_image",
+    "synthetic_paths",
+]
+
+logger = logging.getLogger(__name__)
+
+SYNTHETIC_CLASSES: Tuple[str, ...] = ("ellipse", "rectangle", "triangle", "cross", "ring")
+"""Class names; COCO category id of ``SYNTHETIC_CLASSES[i]`` is ``i + 1``."""
+
+SYNTHETIC_TRAIN_NAME = "sd_detr_synthetic_train"
+SYNTHETIC_VAL_NAME = "sd_detr_synthetic_val"
+
+_SPLITS = ("train", "val")
+_SPLIT_SEED_ID = {"train": 0, "val": 1}
+
+# Generation parameters (sizes in pixels, fractions of the image's shorter side where noted).
+_MIN_OBJECT_SIDE = 12.0  # smallest object side length (before aspect-ratio stretching)
+_MAX_OBJECT_FRACTION = 0.45  # largest object side as a fraction of the shorter image side
+_MAX_OBJECTS = 6
+_MAX_BOX_IOU = 0.4  # a new object whose box IoU with an existing one exceeds this is rejected
+_MIN_VISIBLE_FRACTION = 0.4  # objects with less of their pixels visible are never annotated
+_PLACEMENT_VISIBLE_FRACTION = 0.55  # stricter bound used while placing objects
+_MIN_VISIBLE_PIXELS = 40
+_MIN_BOX_SIDE = 4  # visible tight box must be at least this wide and high
+
+
+# ------------------------------------------------------------------------------------------------
+# Paths and locations
+# ------------------------------------------------------------------------------------------------
+def default_synthetic_root() -> str:
+    """Default dataset directory.
+
+    ``$SD_DETR_SYNTHETIC_ROOT`` if set, else ``$DETECTRON2_DATASETS/sd_detr_synthetic`` with
+    ``DETECTRON2_DATASETS`` defaulting to ``"datasets"`` (relative to the working directory, as in
+    detectron2's builtin datasets).
+    """
+    root = os.environ.get("SD_DETR_SYNTHETIC_ROOT")
+    if root:
+        return root
+    return os.path.join(os.environ.get("DETECTRON2_DATASETS", "datasets"), "sd_detr_synthetic")
+
+
+def synthetic_paths(root: str, split: str) -> Tuple[str, str]:
+    """Return ``(json_file, image_root)`` of a split ("train" or "val") under ``root``."""
+    if split not in _SPLITS:
+        raise ValueError(f"Unknown split {split!r}; expected one of {_SPLITS}.")
+    json_file = os.path.join(root, "annotations", f"instances_{split}.json")
+    image_root = os.path.join(root, split)
+    return json_file, image_root
+
+
+def is_generated(root: str) -> bool:
+    """True iff both annotation files exist under ``root``.
+
+    The annotation files are written last (and atomically), so their presence means that a
+    generation ran to completion.
+    """
+    return all(os.path.isfile(synthetic_paths(root, s)[0]) for s in _SPLITS)
+
+
+# ------------------------------------------------------------------------------------------------
+# Rendering
+# ------------------------------------------------------------------------------------------------
+def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Textured float32 RGB background (values roughly in [0, 255]), shape (h, w, 3)."""
+    yy = np.arange(h, dtype=np.float32)[:, None]
+    xx = np.arange(w, dtype=np.float32)[None, :]
+
+    # 1. smooth linear colour gradient at a random angle
+    c0, c1 = rng.uniform(0, 255, size=(2, 3)).astype(np.float32)
+    angle = rng.uniform(0, 2 * math.pi)
+    t = xx * math.cos(angle) + yy * math.sin(angle)
+    t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
+    img = c0 + (c1 - c0) * t[..., None]
+
+    # 2. low-frequency colour blobs: a coarse random field upsampled with bicubic interpolation
+    gh, gw = (int(v) for v in rng.integers(2, 7, size=2))
+    field = rng.uniform(-1, 1, size=(gh, gw, 3)).astype(np.float32)
+    field = cv2.resize(field, (w, h), interpolation=cv2.INTER_CUBIC)
+    img = img + field * np.float32(rng.uniform(0, 70))
+
+    # 3. stripes (sometimes)
+    if rng.random() < 0.4:
+        period = rng.uniform(5, 40)
+        a2 = rng.uniform(0, math.pi)
+        phase = rng.uniform(0, 2 * math.pi)
+        freq = np.float32(2 * math.pi / period)
+        s = np.sin((xx * math.cos(a2) + yy * math.sin(a2)) * freq + phase)
+        tint = rng.uniform(0.3, 1.0, size=3).astype(np.float32) * np.float32(rng.uniform(10, 45))
+        img = img + s[..., None] * tint
+    return img.astype(np.float32)
+
+
+def _shape_mask(
+    cls: str,
+    h: int,
+    w: int,
+    cx: float,
+    cy: float,
+    bw: float,
+    bh: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Boolean (h, w) mask of one shape whose nominal box is centred at (cx, cy) with size (bw, bh).
+
+    Parts outside the image are clipped by OpenCV's rasteriser.
+    """
+    mask = np.zeros((h, w), dtype=np.uint8)
+    x0, y0 = int(round(cx - bw / 2)), int(round(cy - bh / 2))
+    x1, y1 = int(round(cx + bw / 2)) - 1, int(round(cy + bh / 2)) - 1
+    center = (int(round(cx)), int(round(cy)))
+    axes = (max(int(round(bw / 2)), 1), max(int(round(bh / 2)), 1))
+    if cls == "ellipse":
+        cv2.ellipse(mask, center, axes, 0, 0, 360, 1, thickness=-1, lineType=cv2.LINE_8)
+    elif cls == "rectangle":
+        cv2.rectangle(mask, (x0, y0), (x1, y1), 1, thickness=-1, lineType=cv2.LINE_8)
+    elif cls == "triangle":
+        # isosceles triangle, apex pointing up / down / left / right
+        pts = np.array([[0.5, 0.0], [1.0, 1.0], [0.0, 1.0]], dtype=np.float64)
+        k = int(rng.integers(0, 4))
+        if k == 1:  # down
+            pts[:, 1] = 1.0 - pts[:, 1]
+        elif k == 2:  # left
+            pts = pts[:, ::-1].copy()
+        elif k == 3:  # right
+            pts = pts[:, ::-1].copy()
+            pts[:, 0] = 1.0 - pts[:, 0]
+        pts[:, 0] = x0 + pts[:, 0] * (x1 - x0)
+        pts[:, 1] = y0 + pts[:, 1] * (y1 - y0)
+        cv2.fillConvexPoly(mask, np.round(pts).astype(np.int32), 1, lineType=cv2.LINE_8)
+    elif cls == "cross":
+        tx = max(int(round(bw * rng.uniform(0.25, 0.4))), 3)
+        ty = max(int(round(bh * rng.uniform(0.25, 0.4))), 3)
+        cxi, cyi = center
+        cv2.rectangle(mask, (x0, cyi - ty // 2), (x1, cyi - ty // 2 + ty - 1), 1, thickness=-1)
+        cv2.rectangle(mask, (cxi - tx // 2, y0), (cxi - tx // 2 + tx - 1, y1), 1, thickness=-1)
+    elif cls == "ring":
+        cv2.ellipse(mask, center, axes, 0, 0, 360, 1, thickness=-1, lineType=cv2.LINE_8)
+        ratio = rng.uniform(0.4, 0.6)
+        inner = (
+            min(int(round(axes[0] * ratio)), axes[0] - 3),
+            min(int(round(axes[1] * ratio)), axes[1] - 3),
+        )
+        if inner[0] >= 1 and inner[1] >= 1:
+            cv2.ellipse(mask, center, inner, 0, 0, 360, 0, thickness=-1, lineType=cv2.LINE_8)
+    else:  # pragma: no cover - guarded by SYNTHETIC_CLASSES
+        raise ValueError(f"Unknown shape class {cls!r}")
+    return mask.astype(bool)
+
+
+def _tight_box(mask: np.ndarray) -> Optional[Tuple[int, int, int, int]]:
+    """Tight box ``(x0, y0, x1, y1)`` of a boolean mask in absolute XYXY pixel coordinates
+    (``x1``/``y1`` exclusive, i.e. continuous coordinates), or None for an empty mask."""
+    cols = np.flatnonzero(mask.any(axis=0))
+    if cols.size == 0:
+        return None
+    rows = np.flatnonzero(mask.any(axis=1))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def _box_iou(a: Tuple[int, int, int, int], b: Tuple[int, int, int, int]) -> float:
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    area_a = (a[2] - a[0]) * (a[3] - a[1])
+    area_b = (b[2] - b[0]) * (b[3] - b[1])
+    return inter / float(area_a + area_b - inter)
+
+
+def _pick_colour(rng: np.random.Generator, under: np.ndarray) -> np.ndarray:
+    """Random RGB colour with good contrast to the pixels ``under`` (N, 3) it will cover."""
+    cands = rng.uniform(0, 255, size=(12, 3)).astype(np.float32)
+    if under.shape[0] > 2000:  # subsample deterministically for speed
+        under = under[:: under.shape[0] // 2000 + 1]
+    dist = np.linalg.norm(under[None, :, :] - cands[:, None, :], axis=2)  # (12, N)
+    score = np.percentile(dist, 10, axis=1)  # contrast to (almost) every covered pixel
+    good = np.flatnonzero(score >= 90.0)
+    idx = int(good[0]) if good.size else int(np.argmax(score))
+    return cands[idx]
+
+
+def render_synthetic_image(
+    rng: np.random.Generator, min_size: int = 128, max_size: int = 192
+) -> Tuple[np.ndarray, List[Dict[str, Any]]]:
+    """Render one synthetic image.
+
+    Args:
+        rng: the random generator (fully determines the output).
+        min_size, max_size: width and height are each drawn uniformly in ``[min_size, max_size]``.
+
+    Returns:
+        image: (H, W, 3) uint8 array in **RGB** order.
+        objects: one dict per annotated object with keys ``"category"`` (index into
+            :data:`SYNTHETIC_CLASSES`), ``"mask"`` (bool (H, W), the *visible* object pixels),
+            ``"bbox"`` (tight box of ``mask``, absolute XYWH pixels, continuous coordinates)
+            and ``"area"`` (number of visible pixels).
+    """
+    if not (0 < min_size <= max_size):
+        raise ValueError(f"Need 0 < min_size <= max_size, got {min_size}, {max_size}")
+    w = int(rng.integers(min_size, max_size + 1))
+    h = int(rng.integers(min_size, max_size + 1))
+    canvas = _background(rng, h, w)
+
+    # --- place objects (masks only) ---
+    short = min(h, w)
+    max_side = max(_MAX_OBJECT_FRACTION * short, _MIN_OBJECT_SIDE + 1)
+    num_target = int(rng.integers(1, _MAX_OBJECTS + 1))
+    placed: List[Tuple[int, np.ndarray, Tuple[int, int, int, int]]] = []  # (cls, mask, box)
+    visible: List[np.ndarray] = []
+    for _ in range(num_target * 8):
+        if len(placed) >= num_target:
+            break
+        cls = int(rng.integers(0, len(SYNTHETIC_CLASSES)))
+        side = math.exp(rng.uniform(math.log(_MIN_OBJECT_SIDE), math.log(max_side)))
+        aspect = math.exp(rng.uniform(math.log(0.5), math.log(2.0)))  # width / height
+        bw = min(max(side * math.sqrt(aspect), 10.0), 0.6 * w)
+        bh = min(max(side / math.sqrt(aspect), 10.0), 0.6 * h)
+        # allow the shape to stick out of the image by up to 15% of its size
+        cx = rng.uniform(0.35 * bw, w - 0.35 * bw)
+        cy = rng.uniform(0.35 * bh, h - 0.35 * bh)
+        mask = _shape_mask(SYNTHETIC_CLASSES[cls], h, w, cx, cy, bw, bh, rng)
+        npix = int(mask.sum())
+        if npix < 2 * _MIN_VISIBLE_PIXELS:
+            continue
+        box = _tight_box(mask)
+        if min(box[2] - box[0], box[3] - box[1]) < 2 * _MIN_BOX_SIDE:
+            continue
+        if any(_box_iou(box, b) > _MAX_BOX_IOU for _, _, b in placed):
+            continue
+        # the new object is drawn on top: every earlier object must stay well visible
+        new_visible = [v & ~mask for v in visible]
+        if any(
+            nv.sum() < _PLACEMENT_VISIBLE_FRACTION * m.sum()
+            for nv, (_, m, _) in zip(new_visible, placed)
+        ):
+            continue
+        placed.append((cls, mask, box))
+        visible = new_visible + [mask.copy()]
+
+    # --- draw, in order, each object with a colour contrasting with what it covers ---
+    for cls, mask, _ in placed:
+        colour = _pick_colour(rng, canvas[mask])
+        canvas[mask] = colour
+    noise_sigma = rng.uniform(0.0, 10.0)
+    canvas = canvas + rng.normal(0.0, 1.0, size=canvas.shape).astype(np.float32) * np.float32(
+        noise_sigma
+    )
+    image = np.clip(np.round(canvas), 0, 255).astype(np.uint8)
+
+    objects = []
+    for (cls, mask, _), vis in zip(placed, visible):
+        npix = int(vis.sum())
+        box = _tight_box(vis)
+        if (
+            box is None
+            or npix < _MIN_VISIBLE_PIXELS
+            or npix < _MIN_VISIBLE_FRACTION * mask.sum()
+            or box[2] - box[0] < _MIN_BOX_SIDE
+            or box[3] - box[1] < _MIN_BOX_SIDE
+        ):
+            continue
+        x0, y0, x1, y1 = box
+        objects.append(
+            {
+                "category": cls,
+                "mask": vis,
+                "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
+                "area": float(npix),
+            }
+        )
+    return image, objects
+
+
+def _image_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    # one independent stream per (seed, split, image index): a split's content doesn't depend on
+    # the number of images of the other split, and image i is the same whatever num_train is.
+    return np.random.default_rng(np.random.SeedSequence([int(seed), _SPLIT_SEED_ID[split], index]))
+
+
+# ------------------------------------------------------------------------------------------------
+# Generation
+# ------------------------------------------------------------------------------------------------
+def _write_json_atomic(obj: Any, path: str) -> None:
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, separators=(",", ":"))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _generate_split(
+    root: str, split: str, num_images: int, seed: int, min_size: int, max_size: int, progress: bool
+) -> Dict[str, Any]:
+    from tqdm import tqdm
+
+    json_file, image_root = synthetic_paths(root, split)
+    os.makedirs(image_root, exist_ok=True)
+    images, annotations = [], []
+    png_params = [cv2.IMWRITE_PNG_COMPRESSION, 3]
+    for i in tqdm(
+        range(num_images), desc=f"sd_detr synthetic {split}", disable=not progress, unit="img"
+    ):
+        image, objects = render_synthetic_image(_image_rng(seed, split, i), min_size, max_size)
+        file_name = f"{i:06d}.png"
+        path = os.path.join(image_root, file_name)
+        if not cv2.imwrite(path, np.ascontiguousarray(image[:, :, ::-1])):  # RGB -> BGR
+            raise OSError(f"cv2.imwrite failed to write {path}")
+        image_id = i + 1
+        images.append(
+            {
+                "id": image_id,
+                "file_name": file_name,
+                "width": image.shape[1],
+                "height": image.shape[0],
+            }
+        )
+        for obj in objects:
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": obj["category"] + 1,
+                    "bbox": obj["bbox"],
+                    "area": obj["area"],
+                    "iscrowd": 0,
+                }
+            )
+    coco = {
+        "info": {
+            "description": "sd_detr synthetic shapes dataset",
+            "split": split,
+            "seed": int(seed),
+            "num_images": int(num_images),
+            "min_size": int(min_size),
+            "max_size": int(max_size),
+        },
+        "images": images,
+        "annotations": annotations,
+        "categories": [
+            {"id": i + 1, "name": name, "supercategory": "shape"}
+            for i, name in enumerate(SYNTHETIC_CLASSES)
+        ],
+    }
+    return coco
+
+
+def generate_synthetic_dataset(
+    root: str,
+    num_train: int = 320,
+    num_val: int = 80,
+    seed: int = 0,
+    min_size: int = 128,
+    max_size: int = 192,
+    progress: bool = True,
+) -> Dict[str, Any]:
+    """Generate the synthetic dataset under ``root`` (overwriting an existing one).
+
+    Images are written first; the two COCO JSON files are written last and atomically, so an
+    interrupted generation leaves :func:`is_generated` False. The output is fully determined by
+    the arguments (byte-identical JSON and PNG files for the same arguments).
+
+    Args:
+        root: output directory.
+        num_train, num_val: number of images per split.
+        seed: random seed. Image ``i`` of a split only depends on (seed, split, i).
+        min_size, max_size: range of image width and height, in pixels.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        dict: ``{"root": root, "train": {"images": n, "annotations": m}, "val": {...}}``.
+    """
+    if num_train < 1 or num_val < 1:
+        raise ValueError(f"num_train and num_val must be >= 1, got {num_train}, {num_val}")
+    os.makedirs(os.path.join(root, "annotations"), exist_ok=True)
+    # invalidate a previous generation first, so that a killed run is detected as incomplete
+    for split in _SPLITS:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(synthetic_paths(root, split)[0])
+
+    cocos = {
+        "train": _generate_split(root, "train", num_train, seed, min_size, max_size, progress),
+        "val": _generate_split(root, "val", num_val, seed, min_size, max_size, progress),
+    }
+    summary: Dict[str, Any] = {"root": root}
+    for split, coco in cocos.items():
+        _write_json_atomic(coco, synthetic_paths(root, split)[0])
+        summary[split] = {"images": len(coco["images"]), "annotations": len(coco["annotations"])}
+    return summary
+
+
+@contextlib.contextmanager
+def _file_lock(path: str) -> Iterator[None]:
+    """Exclusive inter-process lock on ``path`` (no-op where fcntl is unavailable)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - non-POSIX
+        yield
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _ensure_generated(root: str, **gen_kwargs) -> None:
+    if is_generated(root):
+        return
+    with _file_lock(os.path.normpath(root) + ".lock"):
+        if is_generated(root):  # another process finished it while we waited for the lock
+            return
+        logger.info(f"Generating the sd_detr synthetic dataset in {root} ...")
+        summary = generate_synthetic_dataset(root, **gen_kwargs)
+        logger.info(f"Generated the sd_detr synthetic dataset: {summary}")
+
+
+def _check_generation_args(root: str, gen_kwargs: Dict[str, Any]) -> None:
+    """Warn when explicitly requested generation arguments differ from the existing data."""
+    keys = {"num_train": ("train", "num_images"), "num_val": ("val", "num_images")}
+    keys.update({k: ("train", k) for k in ("seed", "min_size", "max_size")})
+    for arg, (split, key) in keys.items():
+        if arg not in gen_kwargs:
+            continue
+        try:
+            with open(synthetic_paths(root, split)[0]) as f:
+                info = json.load(f).get("info", {})
+        except (OSError, ValueError, AttributeError):
+            return
+        if key in info and info[key] != gen_kwargs[arg]:
+            logger.warning(
+                f"The synthetic dataset in {root} exists with {key}={info[key]} but "
+                f"{arg}={gen_kwargs[arg]} was requested; using the existing data. Regenerate with "
+                "tools/make_synthetic_dataset.py --force to change it."
+            )
+
+
+def register_synthetic_dataset(
+    root: Optional[str] = None, generate: bool = True, **gen_kwargs
+) -> Tuple[str, str]:
+    """Register the synthetic splits as ``"sd_detr_synthetic_train"``/``"sd_detr_synthetic_val"``.
+
+    Cheap when the data exist, so it may be called when a config is imported.
+
+    Args:
+        root: dataset directory; default :func:`default_synthetic_root`.
+        generate: generate the data if they are missing (guarded by a lock file ``root + ".lock"``
+            against concurrent generation by several processes). If False, the datasets are only
+            registered; loading them fails until the data exist.
+        gen_kwargs: forwarded to :func:`generate_synthetic_dataset` (``num_train``, ``num_val``,
+            ``seed``, ``min_size``, ``max_size``, ``progress``). Only used when generating.
+
+    Returns:
+        (train_name, val_name)
+    """
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+    from detectron2.data.datasets import register_coco_instances
+
+    root = os.path.abspath(root if root is not None else default_synthetic_root())
+    if generate:
+        was_generated = is_generated(root)
+        _ensure_generated(root, **gen_kwargs)
+        if was_generated and gen_kwargs:
+            _check_generation_args(root, gen_kwargs)
+
+    names = {"train": SYNTHETIC_TRAIN_NAME, "val": SYNTHETIC_VAL_NAME}
+    for split, name in names.items():
+        json_file, image_root = synthetic_paths(root, split)
+        if name in DatasetCatalog.list():
+            if MetadataCatalog.get(name).get("json_file") == json_file:
+                continue  # already registered with the same root
+            DatasetCatalog.remove(name)
+            MetadataCatalog.remove(name)
+        register_coco_instances(name, {}, json_file, image_root)
+        MetadataCatalog.get(name).set(thing_classes=list(SYNTHETIC_CLASSES))
+    return names["train"], names["val"]

@@ -1,0 +1,12 @@
+"""Shared pytest fixtures."""
+import pytest
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory):
+    """Directory of a small synthetic dataset (12 train / 6 val images, seed 0), generated once."""
+    from sd_detr.data.synthetic import generate_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("sd_detr_synthetic")
+    generate_synthetic_dataset(str(root), num_train=12, num_val=6, seed=0, progress=False)
+    return str(root)

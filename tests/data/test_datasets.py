@@ -1,0 +1,244 @@
+import json
+import logging
+import math
+import os
+import uuid
+
+import cv2
+import numpy as np
+import pytest
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets import register_coco_instances
+
+from sd_detr.data.datasets import get_detr_dataset_dicts
+from sd_detr.data.synthetic import SYNTHETIC_CLASSES, register_synthetic_dataset
+
+LOGGER_NAME = "sd_detr.data.datasets"
+
+
+@pytest.fixture
+def registry():
+    """Registers COCO-json datasets under unique names; removes them afterwards."""
+    names = []
+
+    def register(tmp_path, content, images=("a.png",), raw=False):
+        name = f"test_sd_detr_{uuid.uuid4().hex[:8]}"
+        image_root = tmp_path / "images"
+        image_root.mkdir(exist_ok=True)
+        for file_name in images:
+            cv2.imwrite(str(image_root / file_name), np.zeros((20, 30, 3), np.uint8))
+        json_file = tmp_path / f"{name}.json"
+        json_file.write_text(content if raw else json.dumps(content))
+        register_coco_instances(name, {}, str(json_file), str(image_root))
+        names.append(name)
+        return name, str(json_file), str(image_root)
+
+    yield register
+    for name in names:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+
+
+@pytest.fixture
+def warnings_log(caplog):
+    """caplog attached directly to the module's logger (robust to loggers that do not propagate)."""
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.addHandler(caplog.handler)
+    propagate = logger.propagate
+    logger.propagate = False
+    caplog.handler.setLevel(logging.WARNING)
+    yield caplog
+    logger.propagate = propagate
+    logger.removeHandler(caplog.handler)
+
+
+def _coco(annotations, images=None):
+    images = images or [{"id": 1, "file_name": "a.png", "width": 30, "height": 20}]
+    return {
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": 1, "name": "thing"}, {"id": 2, "name": "other"}],
+    }
+
+
+def _ann(ann_id, bbox, image_id=1, category_id=1, iscrowd=0):
+    return {"id": ann_id, "image_id": image_id, "category_id": category_id, "bbox": bbox,
+            "area": 1.0, "iscrowd": iscrowd}
+
+
+@pytest.mark.parametrize(
+    "content, what",
+    [
+        ("[1, 2, 3]", "a list instead of an object"),
+        ('{"images": [', "a JSON syntax error"),
+        (
+            json.dumps({"images": {"id": 1}, "annotations": [], "categories": []}),
+            "images not a list",
+        ),
+        (
+            json.dumps({"images": [{"id": 1, "file_name": "a.png", "width": 30, "height": 20}],
+                        "annotations": [],
+                        }),
+            "no categories",
+        ),
+    ],
+)
+def test_non_coco_json_raises_value_error_naming_dataset_and_json_file(
+    tmp_path, registry, content, what
+):
+    name, json_file, _ = registry(tmp_path, content, raw=True)
+    with pytest.raises(ValueError) as excinfo:
+        get_detr_dataset_dicts(name)
+    message = str(excinfo.value)
+    assert json_file in message, what
+    assert name in message
+    assert excinfo.value.__cause__ is not None  # chained with the loader's error
+
+
+def test_json_syntax_error_is_chained_to_the_decode_error(tmp_path, registry):
+    name, json_file, _ = registry(tmp_path, '{"images": [}', raw=True)
+    with pytest.raises(ValueError, match="not valid COCO") as excinfo:
+        get_detr_dataset_dicts(name)
+    assert isinstance(excinfo.value.__cause__, json.JSONDecodeError)
+
+
+def test_json_without_annotations_key_raises_value_error(tmp_path, registry):
+    content = _coco([])
+    del content["annotations"]
+    name, json_file, _ = registry(tmp_path, content)
+    with pytest.raises(ValueError, match="annotations") as excinfo:
+        get_detr_dataset_dicts(name)
+    assert json_file in str(excinfo.value)
+    # allowed explicitly, e.g. for image-info-only files like COCO test-dev
+    dicts = get_detr_dataset_dicts(name, require_annotations=False)
+    assert len(dicts) == 1 and dicts[0]["annotations"] == []
+
+
+def test_json_without_images_raises_value_error(tmp_path, registry):
+    content = _coco([_ann(1, [1, 1, 5, 5])])
+    content["images"] = []
+    name, json_file, _ = registry(tmp_path, content)
+    with pytest.raises(ValueError, match="empty") as excinfo:
+        get_detr_dataset_dicts(name)
+    assert json_file in str(excinfo.value)
+
+
+def test_missing_json_file_raises_file_not_found_naming_it(tmp_path, registry):
+    name, json_file, _ = registry(tmp_path, _coco([]))
+    os.remove(json_file)
+    with pytest.raises(FileNotFoundError) as excinfo:
+        get_detr_dataset_dicts(name)
+    assert json_file in str(excinfo.value) and name in str(excinfo.value)
+
+
+def test_unregistered_dataset_raises_key_error():
+    with pytest.raises(KeyError, match="not registered"):
+        get_detr_dataset_dicts("sd_detr_no_such_dataset")
+
+
+def test_malformed_bbox_raises_value_error_naming_json_file(tmp_path, registry):
+    name, json_file, _ = registry(tmp_path, _coco([_ann(1, [1, 2, 3])]))
+    with pytest.raises(ValueError, match="malformed box") as excinfo:
+        get_detr_dataset_dicts(name)
+    assert json_file in str(excinfo.value)
+
+
+def test_degenerate_boxes_are_dropped_with_one_warning(tmp_path, registry, warnings_log):
+    images = [
+        {"id": 1, "file_name": "a.png", "width": 30, "height": 20},
+        {"id": 2, "file_name": "b.png", "width": 30, "height": 20},
+        {"id": 3, "file_name": "c.png", "width": 30, "height": 20},
+    ]
+    annotations = [
+        _ann(1, [2, 3, 10, 8]),  # valid
+        _ann(2, [5, 5, 0, 4]),  # w = 0
+        _ann(3, [1, 1, float("nan"), 4]),  # NaN
+        _ann(4, [4, 4, 6, -2], image_id=2),  # negative h
+        _ann(5, [0, 0, 5, 5], image_id=2, iscrowd=1),  # valid crowd box: kept in the dicts
+    ]
+    name, _, _ = registry(tmp_path, _coco(annotations, images), images=("a.png", "b.png", "c.png"))
+    dicts = get_detr_dataset_dicts(name)
+
+    assert [d["image_id"] for d in dicts] == [1, 2, 3]  # images without boxes are kept
+    boxes = {d["image_id"]: [a["bbox"] for a in d["annotations"]] for d in dicts}
+    assert boxes == {1: [[2, 3, 10, 8]], 2: [[0, 0, 5, 5]], 3: []}
+    assert dicts[1]["annotations"][0]["iscrowd"] == 1
+    for d in dicts:
+        for a in d["annotations"]:
+            assert all(math.isfinite(v) for v in a["bbox"])
+
+    records = [r for r in warnings_log.records if r.levelno == logging.WARNING]
+    assert len(records) == 1
+    message = records[0].getMessage()
+    assert name in message
+    assert "dropped 3 degenerate boxes" in message
+    assert "from 2 images" in message
+    assert "a.png" in message and "b.png" in message
+
+
+def test_filter_empty_drops_images_without_non_crowd_boxes(tmp_path, registry):
+    images = [
+        {"id": 1, "file_name": "a.png", "width": 30, "height": 20},
+        {"id": 2, "file_name": "b.png", "width": 30, "height": 20},
+        {"id": 3, "file_name": "c.png", "width": 30, "height": 20},
+    ]
+    annotations = [
+        _ann(1, [2, 3, 10, 8]),
+        _ann(2, [4, 4, 0, 2], image_id=2),  # degenerate: image 2 ends up empty
+        _ann(3, [0, 0, 5, 5], image_id=3, iscrowd=1),  # crowd only
+    ]
+    name, _, _ = registry(tmp_path, _coco(annotations, images), images=("a.png", "b.png", "c.png"))
+    assert [d["image_id"] for d in get_detr_dataset_dicts(name, filter_empty=True)] == [1]
+    assert len(get_detr_dataset_dicts(name, filter_empty=False)) == 3
+
+
+def test_degenerate_boxes_in_xyxy_mode_are_dropped(warnings_log):
+    name = f"test_sd_detr_xyxy_{uuid.uuid4().hex[:8]}"
+    from detectron2.structures import BoxMode
+
+    def load():
+        return [
+            {
+                "file_name": "unused.png", "image_id": 0, "height": 10, "width": 10,
+                "annotations": [
+                    {"bbox": [1, 1, 5, 5], "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0},
+                    {"bbox": [5, 1, 5, 6], "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0},
+                    {"bbox": [5, 1, 4, 6], "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0},
+                ],
+            }
+        ]
+
+    DatasetCatalog.register(name, load)
+    try:
+        dicts = get_detr_dataset_dicts(name, check_images=False)
+    finally:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    assert [a["bbox"] for a in dicts[0]["annotations"]] == [[1, 1, 5, 5]]
+    assert "dropped 2 degenerate boxes" in warnings_log.records[0].getMessage()
+
+
+def test_missing_image_file_raises_file_not_found_naming_it(tmp_path, registry):
+    images = [
+        {"id": 1, "file_name": "a.png", "width": 30, "height": 20},
+        {"id": 2, "file_name": "missing.png", "width": 30, "height": 20},
+    ]
+    name, _, image_root = registry(tmp_path, _coco([_ann(1, [1, 1, 4, 4])], images))
+    with pytest.raises(FileNotFoundError) as excinfo:
+        get_detr_dataset_dicts(name)
+    message = str(excinfo.value)
+    assert os.path.join(image_root, "missing.png") in message
+    assert "1 of 2" in message and name in message
+    # the check can be turned off
+    assert len(get_detr_dataset_dicts(name, check_images=False)) == 2
+
+
+def test_valid_dataset_loads_without_warnings(synthetic_root, warnings_log):
+    train, val = register_synthetic_dataset(synthetic_root)
+    dicts = get_detr_dataset_dicts([train])
+    assert len(dicts) == 12
+    assert sum(len(d["annotations"]) for d in dicts) > 12
+    category_ids = [a["category_id"] for d in dicts for a in d["annotations"]]
+    assert all(0 <= c < len(SYNTHETIC_CLASSES) for c in category_ids)
+    assert warnings_log.records == []
+    assert len(get_detr_dataset_dicts([train, val])) == 18

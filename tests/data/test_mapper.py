@@ -1,0 +1,268 @@
+import numpy as np
+import pytest
+import torch
+from detectron2.config import LazyCall as L
+from detectron2.config import instantiate
+from detectron2.data import transforms as T
+from detectron2.structures import BoxMode
+
+import cv2
+from sd_detr.data.datasets import get_detr_dataset_dicts
+from sd_detr.data.mapper import (
+    DETR_TRAIN_MIN_SIZES,
+    DetrDatasetMapper,
+    RandomChoice,
+    build_detr_augmentations,
+)
+from sd_detr.data.synthetic import register_synthetic_dataset
+
+# A 100x80 (W x H) dark image with one pure red rectangle covering x in [20, 60), y in [10, 40).
+W, H = 100, 80
+RECT_XYWH = [20.0, 10.0, 40.0, 30.0]
+
+# DETR's augmentation scaled down so that tests are fast.
+SMALL_TRAIN = dict(min_sizes=(64, 72, 80), max_size=128, crop_resize=(48, 56), crop_size=(32, 48))
+
+
+@pytest.fixture(scope="module")
+def red_rect_image(tmp_path_factory):
+    img = np.full((H, W, 3), 30, np.uint8)
+    img[10:40, 20:60] = (0, 0, 255)  # BGR for cv2: red
+    path = str(tmp_path_factory.mktemp("mapper") / "rect.png")
+    cv2.imwrite(path, img)
+    return path
+
+
+def _record(path, annotations=None):
+    if annotations is None:
+        annotations = [{"bbox": list(RECT_XYWH), "bbox_mode": BoxMode.XYWH_ABS, "category_id": 3,
+                        "iscrowd": 0}]
+    return {"file_name": path, "image_id": 7, "height": H, "width": W, "annotations": annotations}
+
+
+def _small_train_mapper():
+    augs = build_detr_augmentations(True, **SMALL_TRAIN)
+    return DetrDatasetMapper(is_train=True, augmentations=augs)
+
+
+def test_output_fields_dtypes_and_shapes(red_rect_image):
+    np.random.seed(0)
+    out = _small_train_mapper()(_record(red_rect_image))
+    image = out["image"]
+    assert image.dtype == torch.uint8 and image.dim() == 3 and image.shape[0] == 3
+    h, w = image.shape[1:]
+    inst = out["instances"]
+    assert inst.image_size == (h, w)
+    assert inst.gt_classes.dtype == torch.int64
+    assert inst.gt_boxes.tensor.dtype == torch.float32 and inst.gt_boxes.tensor.shape[1] == 4
+    boxes = inst.gt_boxes.tensor
+    assert (boxes[:, 0] >= 0).all() and (boxes[:, 1] >= 0).all()
+    assert (boxes[:, 2] <= w).all() and (boxes[:, 3] <= h).all()
+    assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
+    assert (out["height"], out["width"], out["image_id"]) == (H, W, 7)
+    assert out["file_name"] == red_rect_image
+    assert "annotations" not in out
+
+
+def test_identity_mapping_gives_absolute_xyxy_boxes_and_rgb_channels(red_rect_image):
+    mapper = DetrDatasetMapper(is_train=True, augmentations=[], image_format="RGB")
+    out = mapper(_record(red_rect_image))
+    assert out["instances"].gt_boxes.tensor.tolist() == [[20.0, 10.0, 60.0, 40.0]]
+    assert out["instances"].gt_classes.tolist() == [3]
+    assert out["image"][:, 20, 30].tolist() == [255, 0, 0]  # RGB
+    mapper = DetrDatasetMapper(is_train=True, augmentations=[], image_format="BGR")
+    out = mapper(_record(red_rect_image))
+    assert out["image"][:, 20, 30].tolist() == [0, 0, 255]
+
+
+def test_crowd_annotations_are_dropped(red_rect_image):
+    annos = [
+        {"bbox": list(RECT_XYWH), "bbox_mode": BoxMode.XYWH_ABS, "category_id": 1, "iscrowd": 0},
+        {"bbox": [0.0, 0.0, 50.0, 50.0], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 2,
+         "iscrowd": 1},
+    ]
+    out = DetrDatasetMapper(is_train=True, augmentations=[])(_record(red_rect_image, annos))
+    assert out["instances"].gt_classes.tolist() == [1]
+    assert out["instances"].gt_boxes.tensor.tolist() == [[20.0, 10.0, 60.0, 40.0]]
+
+
+@pytest.mark.parametrize("annotations", [[], None], ids=["empty list", "no annotations key"])
+def test_image_without_annotations_gives_zero_instances(red_rect_image, annotations):
+    record = _record(red_rect_image, annotations=[])
+    if annotations is None:
+        del record["annotations"]
+    np.random.seed(1)
+    out = _small_train_mapper()(record)
+    inst = out["instances"]
+    assert len(inst) == 0
+    assert inst.gt_boxes.tensor.shape == (0, 4)
+    assert inst.gt_classes.shape == (0,) and inst.gt_classes.dtype == torch.int64
+    assert inst.image_size == tuple(out["image"].shape[1:])
+
+
+def test_training_augmentation_keeps_boxes_on_the_object(red_rect_image):
+    mapper = _small_train_mapper()
+    record = _record(red_rect_image)
+    checked, dropped, flipped = 0, 0, 0
+    for seed in range(60):
+        np.random.seed(seed)
+        out = mapper(record)
+        red = (out["image"][0] > 128) & (out["image"][1] < 100)  # red pixels of the output image
+        boxes = out["instances"].gt_boxes.tensor
+        if len(boxes) == 0:  # cropped out: then (almost) no red pixel may remain
+            dropped += 1
+            assert red.sum() <= 2
+            continue
+        assert len(boxes) == 1
+        x0, y0, x1, y1 = boxes[0].tolist()
+        inside = torch.zeros_like(red)
+        inside[int(np.ceil(y0)) : int(np.floor(y1)), int(np.ceil(x0)) : int(np.floor(x1))] = True
+        near = torch.zeros_like(red)  # the box grown by one pixel (interpolated edges)
+        ys = slice(max(int(y0) - 1, 0), int(np.ceil(y1)) + 1)
+        xs = slice(max(int(x0) - 1, 0), int(np.ceil(x1)) + 1)
+        near[ys, xs] = True
+        assert (red & ~near).sum() == 0  # no red pixel outside the box
+        if inside.sum() >= 16:
+            assert red[inside].float().mean() > 0.9  # pixels inside the box are red
+            checked += 1
+        # the rectangle is left of the image centre: a flip puts it right of the centre
+        if (x0 + x1) / 2 > out["image"].shape[2] / 2:
+            flipped += 1
+    assert checked >= 40
+    assert 10 <= flipped <= 50
+
+
+def test_training_output_shorter_side_is_one_of_min_sizes(red_rect_image):
+    mapper = _small_train_mapper()
+    shorter_sides = set()
+    for seed in range(40):
+        np.random.seed(seed)
+        shorter_sides.add(min(mapper(_record(red_rect_image))["image"].shape[1:]))
+    assert shorter_sides <= set(SMALL_TRAIN["min_sizes"])
+    assert len(shorter_sides) >= 2
+
+
+def test_test_mapping_resizes_shorter_side_capped_by_max_size(tmp_path, red_rect_image):
+    mapper = DetrDatasetMapper(
+        is_train=False,
+        augmentations=build_detr_augmentations(False, test_min_size=64, test_max_size=100),
+    )
+    out = mapper(_record(red_rect_image))
+    assert tuple(out["image"].shape) == (3, 64, 80)  # 80x100 -> shorter side 64
+    assert "instances" not in out and "annotations" not in out  # as detectron2 at inference
+    assert (out["height"], out["width"]) == (H, W)  # original size, for the evaluator
+
+    wide = str(tmp_path / "wide.png")
+    cv2.imwrite(wide, np.zeros((40, 200, 3), np.uint8))
+    out = mapper({"file_name": wide, "image_id": 1, "height": 40, "width": 200})
+    assert tuple(out["image"].shape) == (3, 20, 100)  # 64/40 * 200 = 320 > 100: capped
+
+
+def test_default_augmentations_match_detr():
+    test_augs = build_detr_augmentations(False)
+    assert len(test_augs) == 1 and isinstance(test_augs[0], T.ResizeShortestEdge)
+    assert tuple(test_augs[0].short_edge_length) == (800, 800) and test_augs[0].max_size == 1333
+
+    flip, choice = build_detr_augmentations(True)
+    assert isinstance(flip, T.RandomFlip) and flip.prob == 0.5 and flip.horizontal
+    assert isinstance(choice, RandomChoice) and choice.probs.tolist() == [0.5, 0.5]
+    assert DETR_TRAIN_MIN_SIZES == (480, 512, 544, 576, 608, 640, 672, 704, 736, 768, 800)
+    (resize,), (resize_a, crop, resize_b) = [c.augs for c in choice.choices]
+    assert tuple(resize.short_edge_length) == DETR_TRAIN_MIN_SIZES and resize.max_size == 1333
+    assert not resize.is_range
+    assert tuple(resize_a.short_edge_length) == (400, 500, 600) and not resize_a.is_range
+    assert isinstance(crop, T.RandomCrop)
+    assert crop.crop_type == "absolute_range" and tuple(crop.crop_size) == (384, 600)
+    assert tuple(resize_b.short_edge_length) == DETR_TRAIN_MIN_SIZES and resize_b.max_size == 1333
+
+
+def _transform_types(tfm):
+    return {type(t) for t in tfm.transforms}
+
+
+def test_random_choice_picks_both_branches():
+    aug = RandomChoice([[T.RandomFlip(prob=1.0)], [T.Resize((10, 12))]])
+    image = np.zeros((20, 30, 3), np.uint8)
+    seen = []
+    for seed in range(50):
+        np.random.seed(seed)
+        aug_input = T.AugInput(image)
+        tfm = aug(aug_input)
+        assert isinstance(tfm, T.TransformList)
+        types = _transform_types(tfm)
+        seen.append(types)
+        if T.ResizeTransform in types:
+            assert aug_input.image.shape == (10, 12, 3)  # applied in place on the AugInput
+        else:
+            assert types == {T.HFlipTransform} and aug_input.image.shape == (20, 30, 3)
+    n_flip = sum(T.HFlipTransform in s for s in seen)
+    assert 10 <= n_flip <= 40 and sum(T.ResizeTransform in s for s in seen) == 50 - n_flip
+
+
+def test_random_choice_respects_probabilities_and_get_transform():
+    aug = RandomChoice([T.Resize((10, 12)), [T.RandomFlip(prob=1.0)]], probs=[0.0, 3.0])
+    image = np.zeros((20, 30, 3), np.uint8)
+    for seed in range(10):
+        np.random.seed(seed)
+        tfm = aug.get_transform(image)
+        assert _transform_types(tfm) == {T.HFlipTransform}
+    with pytest.raises(ValueError):
+        RandomChoice([[T.RandomFlip()]], probs=[0.5, 0.5])
+    assert "RandomChoice" in repr(aug)
+
+
+def test_detr_augmentations_use_both_branches_inside_an_augmentation_list():
+    augs = T.AugmentationList(build_detr_augmentations(True, **SMALL_TRAIN))
+    image = np.zeros((100, 150, 3), np.uint8)
+    with_crop = 0
+    for seed in range(40):
+        np.random.seed(seed)
+        tfm = augs(T.AugInput(image))
+        with_crop += T.CropTransform in _transform_types(tfm)
+    assert 5 <= with_crop <= 35
+
+
+def test_missing_image_file_error_names_the_file(tmp_path):
+    path = str(tmp_path / "nope" / "missing.png")
+    with pytest.raises(FileNotFoundError, match="missing.png") as excinfo:
+        _small_train_mapper()(_record(path))
+    assert path in str(excinfo.value)
+
+
+def test_unreadable_image_file_error_names_the_file(tmp_path):
+    path = tmp_path / "broken.png"
+    path.write_bytes(b"this is not a png")
+    with pytest.raises(OSError) as excinfo:
+        _small_train_mapper()(_record(str(path)))
+    assert str(path) in str(excinfo.value)
+
+
+def test_mapper_can_be_built_from_a_lazy_config(red_rect_image):
+    cfg = L(DetrDatasetMapper)(
+        is_train=True,
+        augmentations=L(build_detr_augmentations)(is_train=True, **SMALL_TRAIN),
+        image_format="RGB",
+    )
+    mapper = instantiate(cfg)
+    assert isinstance(mapper, DetrDatasetMapper)
+    assert [type(a) for a in mapper.augmentations.augs] == [T.RandomFlip, RandomChoice]
+    np.random.seed(0)
+    assert len(mapper(_record(red_rect_image))["instances"]) in (0, 1)
+    default = DetrDatasetMapper(is_train=False)
+    assert isinstance(default.augmentations.augs[0], T.ResizeShortestEdge)
+
+
+def test_maps_synthetic_dataset_records(synthetic_root):
+    train, _ = register_synthetic_dataset(synthetic_root)
+    dicts = get_detr_dataset_dicts(train)
+    mapper = _small_train_mapper()
+    np.random.seed(0)
+    total = 0
+    for record in dicts[:6]:
+        out = mapper(record)
+        h, w = out["image"].shape[1:]
+        boxes = out["instances"].gt_boxes.tensor
+        assert (boxes >= 0).all() and (boxes[:, 2] <= w).all() and (boxes[:, 3] <= h).all()
+        assert ((out["instances"].gt_classes >= 0) & (out["instances"].gt_classes < 5)).all()
+        total += len(boxes)
+    assert total > 6

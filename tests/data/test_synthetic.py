@@ -1,0 +1,283 @@
+import filecmp
+import importlib.util
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+from detectron2.data import DatasetCatalog, MetadataCatalog
+
+from sd_detr.data import synthetic
+from sd_detr.data.datasets import get_detr_dataset_dicts
+from sd_detr.data.synthetic import (
+    SYNTHETIC_CLASSES,
+    default_synthetic_root,
+    generate_synthetic_dataset,
+    is_generated,
+    register_synthetic_dataset,
+    render_synthetic_image,
+    synthetic_paths,
+)
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _load(root, split):
+    with open(synthetic_paths(root, split)[0]) as f:
+        return json.load(f)
+
+
+def _files(root):
+    out = []
+    for dirpath, _, names in os.walk(root):
+        out += [os.path.relpath(os.path.join(dirpath, n), root) for n in names]
+    return sorted(out)
+
+
+def test_same_seed_gives_byte_identical_json_and_images(tmp_path, synthetic_root):
+    other = str(tmp_path / "again")
+    generate_synthetic_dataset(other, num_train=12, num_val=6, seed=0, progress=False)
+    files = _files(synthetic_root)
+    assert files == _files(other)
+    assert len([f for f in files if f.endswith(".png")]) == 18
+    match, mismatch, errors = filecmp.cmpfiles(synthetic_root, other, files, shallow=False)
+    assert mismatch == [] and errors == []
+    assert len(match) == len(files)
+
+
+def test_different_seed_gives_different_data(tmp_path, synthetic_root):
+    other = str(tmp_path / "seed1")
+    generate_synthetic_dataset(other, num_train=3, num_val=1, seed=1, progress=False)
+    with open(os.path.join(synthetic_root, "train", "000000.png"), "rb") as a, open(
+        os.path.join(other, "train", "000000.png"), "rb"
+    ) as b:
+        assert a.read() != b.read()
+
+
+def test_image_content_does_not_depend_on_the_number_of_images(tmp_path, synthetic_root):
+    other = str(tmp_path / "fewer")
+    generate_synthetic_dataset(other, num_train=2, num_val=1, seed=0, progress=False)
+    for rel in ("train/000000.png", "train/000001.png", "val/000000.png"):
+        a, b = os.path.join(synthetic_root, rel), os.path.join(other, rel)
+        assert filecmp.cmp(a, b, shallow=False)
+
+
+def test_json_is_valid_coco_with_boxes_inside_images(synthetic_root):
+    from pycocotools.coco import COCO
+
+    for split, num in (("train", 12), ("val", 6)):
+        json_file, image_root = synthetic_paths(synthetic_root, split)
+        coco = COCO(json_file)  # pycocotools accepts it
+        data = _load(synthetic_root, split)
+        assert set(data) >= {"images", "annotations", "categories"}
+        assert [c["id"] for c in data["categories"]] == list(range(1, len(SYNTHETIC_CLASSES) + 1))
+        assert [c["name"] for c in data["categories"]] == list(SYNTHETIC_CLASSES)
+        assert len(data["images"]) == num
+        images = {im["id"]: im for im in data["images"]}
+        assert len(images) == num
+        for im in data["images"]:
+            path = os.path.join(image_root, im["file_name"])
+            assert os.path.isfile(path)
+            arr = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+            assert arr.shape == (im["height"], im["width"], 3)
+            assert 128 <= im["width"] <= 192 and 128 <= im["height"] <= 192
+        ann_ids = [a["id"] for a in data["annotations"]]
+        assert len(set(ann_ids)) == len(ann_ids)
+        for a in data["annotations"]:
+            im = images[a["image_id"]]
+            x, y, w, h = a["bbox"]
+            assert w > 0 and h > 0
+            assert x >= 0 and y >= 0 and x + w <= im["width"] and y + h <= im["height"]
+            assert 1 <= a["category_id"] <= len(SYNTHETIC_CLASSES)
+            assert a["iscrowd"] == 0
+            assert 0 < a["area"] <= w * h
+        assert len(coco.getAnnIds()) == len(data["annotations"])
+
+
+def test_several_classes_and_several_objects_per_image(synthetic_root):
+    data = _load(synthetic_root, "train")
+    classes = {a["category_id"] for a in data["annotations"]}
+    assert len(classes) >= 4
+    per_image = np.bincount([a["image_id"] for a in data["annotations"]], minlength=13)[1:]
+    assert per_image.mean() >= 2.0
+    assert per_image.min() >= 1 and per_image.max() <= 6
+
+
+def test_train_and_val_differ(synthetic_root):
+    train, val = _load(synthetic_root, "train"), _load(synthetic_root, "val")
+    assert train["annotations"][:5] != val["annotations"][:5]
+    assert not filecmp.cmp(
+        os.path.join(synthetic_root, "train", "000000.png"),
+        os.path.join(synthetic_root, "val", "000000.png"),
+        shallow=False,
+    )
+
+
+def test_written_annotations_are_tight_boxes_of_visible_rendered_pixels(synthetic_root):
+    data = _load(synthetic_root, "train")
+    for index in range(4):
+        image, objects = render_synthetic_image(synthetic._image_rng(0, "train", index), 128, 192)
+        # the generator writes exactly what render_synthetic_image returns
+        png = cv2.imread(os.path.join(synthetic_root, "train", f"{index:06d}.png"))
+        np.testing.assert_array_equal(png[:, :, ::-1], image)
+        annos = [a for a in data["annotations"] if a["image_id"] == index + 1]
+        assert [a["bbox"] for a in annos] == [o["bbox"] for o in objects]
+        assert [a["category_id"] - 1 for a in annos] == [o["category"] for o in objects]
+        for obj in objects:
+            mask = obj["mask"]
+            x, y, w, h = (int(v) for v in obj["bbox"])
+            assert mask.sum() == obj["area"]
+            # all visible pixels lie in the box, and each side of the box touches the mask
+            assert mask[y : y + h, x : x + w].sum() == mask.sum()
+            assert mask[y, x : x + w].any() and mask[y + h - 1, x : x + w].any()
+            assert mask[y : y + h, x].any() and mask[y : y + h, x + w - 1].any()
+
+
+def test_objects_contrast_with_their_surroundings():
+    rng = np.random.default_rng(123)
+    contrasts = []
+    for _ in range(10):
+        image, objects = render_synthetic_image(rng)
+        img = image.astype(np.float32)
+        for obj in objects:
+            mask = obj["mask"].astype(np.uint8)
+            ring = cv2.dilate(mask, np.ones((5, 5), np.uint8)).astype(bool) & ~obj["mask"]
+            if ring.sum() < 20:
+                continue
+            contrasts.append(np.linalg.norm(img[obj["mask"]].mean(0) - img[ring].mean(0)))
+    assert len(contrasts) >= 20
+    assert np.median(contrasts) > 60
+
+
+def test_objects_sizes_and_aspect_ratios_vary(synthetic_root):
+    boxes = np.array([a["bbox"] for a in _load(synthetic_root, "train")["annotations"]])
+    sides = np.maximum(boxes[:, 2], boxes[:, 3])
+    assert sides.min() < 25 and sides.max() > 50
+    aspect = boxes[:, 2] / boxes[:, 3]
+    assert aspect.min() < 0.8 and aspect.max() > 1.25
+
+
+def test_is_generated_only_after_both_json_files_are_written(tmp_path):
+    root = str(tmp_path / "d")
+    assert not is_generated(root)
+    summary = generate_synthetic_dataset(root, num_train=2, num_val=1, progress=False)
+    assert is_generated(root)
+    assert summary["train"]["images"] == 2 and summary["val"]["images"] == 1
+    assert summary["train"]["annotations"] == len(_load(root, "train")["annotations"])
+    assert not [f for f in _files(root) if ".tmp" in f]
+    os.remove(synthetic_paths(root, "val")[0])
+    assert not is_generated(root)
+
+
+def test_default_root_follows_environment(monkeypatch):
+    monkeypatch.delenv("SD_DETR_SYNTHETIC_ROOT", raising=False)
+    monkeypatch.delenv("DETECTRON2_DATASETS", raising=False)
+    assert default_synthetic_root() == os.path.join("datasets", "sd_detr_synthetic")
+    monkeypatch.setenv("DETECTRON2_DATASETS", "/data/d2")
+    assert default_synthetic_root() == "/data/d2/sd_detr_synthetic"
+    monkeypatch.setenv("SD_DETR_SYNTHETIC_ROOT", "/elsewhere/syn")
+    assert default_synthetic_root() == "/elsewhere/syn"
+
+
+def test_register_registers_both_splits_and_second_call_is_a_noop(synthetic_root):
+    names = register_synthetic_dataset(synthetic_root)
+    assert names == ("sd_detr_synthetic_train", "sd_detr_synthetic_val")
+    loaders = {n: DatasetCatalog[n] for n in names}
+    for name, num in zip(names, (12, 6)):
+        assert MetadataCatalog.get(name).thing_classes == list(SYNTHETIC_CLASSES)
+        assert MetadataCatalog.get(name).evaluator_type == "coco"
+        records = DatasetCatalog.get(name)
+        assert len(records) == num
+        assert sum(len(r["annotations"]) for r in records) > num
+        assert all(os.path.isfile(r["file_name"]) for r in records)
+    assert register_synthetic_dataset(synthetic_root) == names
+    assert {n: DatasetCatalog[n] for n in names} == loaders  # same loader functions: not redone
+
+
+def test_register_generates_missing_data_and_reregisters_a_new_root(tmp_path, synthetic_root):
+    new_root = str(tmp_path / "new")
+    try:
+        train, val = register_synthetic_dataset(new_root, num_train=3, num_val=2, progress=False)
+        assert is_generated(new_root)
+        assert os.path.isfile(new_root + ".lock")
+        assert MetadataCatalog.get(train).json_file == synthetic_paths(new_root, "train")[0]
+        assert len(DatasetCatalog.get(train)) == 3 and len(DatasetCatalog.get(val)) == 2
+        assert MetadataCatalog.get(val).thing_classes == list(SYNTHETIC_CLASSES)
+    finally:  # leave the catalog pointing to the shared fixture data for other tests
+        register_synthetic_dataset(synthetic_root)
+    assert len(DatasetCatalog.get(train)) == 12
+
+
+def test_register_without_generate_does_not_create_data(tmp_path, synthetic_root):
+    root = str(tmp_path / "absent")
+    try:
+        register_synthetic_dataset(root, generate=False)
+        assert not os.path.exists(root)
+        assert MetadataCatalog.get("sd_detr_synthetic_val").image_root == os.path.join(root, "val")
+        with pytest.raises(FileNotFoundError, match="make_synthetic_dataset"):
+            get_detr_dataset_dicts("sd_detr_synthetic_val")
+    finally:
+        register_synthetic_dataset(synthetic_root)
+
+
+def _load_tool():
+    path = os.path.join(REPO_ROOT, "tools", "make_synthetic_dataset.py")
+    spec = importlib.util.spec_from_file_location("make_synthetic_dataset", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cli_generates_then_skips_unless_forced(tmp_path, capsys):
+    tool = _load_tool()
+    root = str(tmp_path / "cli")
+    args = ["--root", root, "--num-train", "2", "--num-val", "1", "--no-progress"]
+    assert tool.main(args) == 0
+    assert is_generated(root)
+    assert "train: 2 images" in capsys.readouterr().out
+    mtime = os.path.getmtime(synthetic_paths(root, "train")[0])
+    assert tool.main(args) == 0
+    assert "skipping" in capsys.readouterr().out
+    assert os.path.getmtime(synthetic_paths(root, "train")[0]) == mtime
+    forced = ["--root", root, "--num-train", "3", "--num-val", "1", "--force", "--no-progress"]
+    assert tool.main(forced) == 0
+    assert len(_load(root, "train")["images"]) == 3
+
+
+def test_cli_help_shows_an_example(capsys):
+    tool = _load_tool()
+    with pytest.raises(SystemExit):
+        tool.parse_args(["--help"])
+    out = capsys.readouterr().out
+    assert "python tools/make_synthetic_dataset.py --root" in out
+    assert "--force" in out
+
+
+def _generate_in_child(root):
+    synthetic._ensure_generated(root, num_train=4, num_val=2, progress=False)
+
+
+def test_concurrent_processes_generate_only_once(tmp_path, monkeypatch):
+    import multiprocessing
+
+    root = str(tmp_path / "shared")
+    calls = tmp_path / "calls.txt"
+    original = synthetic.generate_synthetic_dataset
+
+    def counting_generate(*args, **kwargs):
+        with open(calls, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(synthetic, "generate_synthetic_dataset", counting_generate)
+    ctx = multiprocessing.get_context("fork")  # children inherit the patched function
+    procs = [ctx.Process(target=_generate_in_child, args=(root,)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=60)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    assert is_generated(root)
+    assert len(calls.read_text().split()) == 1
+    assert len(_load(root, "train")["images"]) == 4

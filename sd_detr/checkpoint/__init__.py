@@ -1,3 +1,4 @@
-from .convert import CONVERTERS, convert_state_dict, coco_91_to_80_indices
+from .checkpointer import CheckpointMismatchError, DETRCheckpointer
+from .convert import CONVERTERS, coco_91_to_80_indices, convert_state_dict
 
-__all__ = ["CONVERTERS", "convert_state_dict", "coco_91_to_80_indices"]
+__all__ = ["CONVERTERS", "CheckpointMismatchError", "DETRCheckpointer", "coco_91_to_80_indices", "convert_state_dict"]

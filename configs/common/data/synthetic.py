@@ -1,0 +1,47 @@
+"""The project's synthetic shapes dataset (generated on first use, see sd_detr/data/synthetic.py),
+registered with register_coco_instances so it runs through the same loaders and COCOEvaluator as COCO.
+
+Images are 128-192 px, so the DETR augmentation is scaled down: flip, then multi-scale resize
+(short side 128..192 step 16, long side <= 320) or resize 112/128/144 -> random crop 96..144 ->
+multi-scale resize, p = 0.5 each; test resize 160/320.
+"""
+from detectron2.config import LazyCall as L
+from detectron2.data import build_detection_test_loader, build_detection_train_loader
+from omegaconf import OmegaConf
+
+from sd_detr.data import DetrDatasetMapper, build_detr_augmentations, get_detr_dataset_dicts
+from sd_detr.data.synthetic import SYNTHETIC_TRAIN_NAME, SYNTHETIC_VAL_NAME, register_synthetic_dataset
+from sd_detr.evaluation import build_coco_evaluator
+
+register_synthetic_dataset()  # generates the data into $SD_DETR_SYNTHETIC_ROOT (or datasets/) if missing
+
+dataloader = OmegaConf.create()
+
+dataloader.train = L(build_detection_train_loader)(
+    dataset=L(get_detr_dataset_dicts)(names=SYNTHETIC_TRAIN_NAME, filter_empty=False),
+    mapper=L(DetrDatasetMapper)(
+        is_train=True,
+        augmentations=L(build_detr_augmentations)(
+            is_train=True,
+            min_sizes=(128, 144, 160, 176, 192),
+            max_size=320,
+            crop_resize=(112, 128, 144),
+            crop_size=(96, 144),
+        ),
+        image_format="RGB",
+    ),
+    total_batch_size=8,
+    num_workers=1,
+)
+
+dataloader.test = L(build_detection_test_loader)(
+    dataset=L(get_detr_dataset_dicts)(names=SYNTHETIC_VAL_NAME, filter_empty=False),
+    mapper=L(DetrDatasetMapper)(
+        is_train=False,
+        augmentations=L(build_detr_augmentations)(is_train=False, test_min_size=160, test_max_size=320),
+        image_format="${...train.mapper.image_format}",
+    ),
+    num_workers=1,
+)
+
+dataloader.evaluator = L(build_coco_evaluator)(dataset_name="${..test.dataset.names}", output_dir=None)

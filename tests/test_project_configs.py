@@ -1,0 +1,65 @@
+"""Every project config loads, its model builds, and the tiny/shrunk versions train a step."""
+import os
+
+import pytest
+import torch
+from detectron2.config import LazyConfig, instantiate
+
+from .utils import REPO, project_configs, random_batch, shrink_model_config
+
+FULL_SIZE = [p for p in project_configs() if "synthetic" not in os.path.basename(p)]
+TINY = project_configs("*synthetic*.py")
+
+
+def _num_params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("path", FULL_SIZE, ids=os.path.basename)
+def test_full_size_config_shrunk_trains_one_step(path):
+    cfg = LazyConfig.load(path)
+    model = instantiate(shrink_model_config(cfg.model)).train()
+    losses = model(random_batch(cfg.model.num_classes))
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    total.backward()
+
+
+@pytest.mark.parametrize("path", TINY, ids=os.path.basename)
+def test_tiny_config_trains_one_step(path):
+    cfg = LazyConfig.load(path)
+    torch.manual_seed(0)
+    model = instantiate(cfg.model).train()
+    optimizer = torch.optim.AdamW(model.parameters(), 1e-4)
+    losses = model(random_batch(cfg.model.num_classes, sizes=((96, 128), (128, 96))))
+    sum(losses.values()).backward()
+    optimizer.step()
+    assert all(torch.isfinite(v) for v in losses.values())
+
+
+# The official Conditional DETR-R50 has 43,418,401 parameters with its 91-way COCO head
+# (../shared/OFFICIAL_NOTES.md; detrex's 80-class port has 43,415,574). DC5 only changes dilation.
+CONDITIONAL_DETR_PARAMS = {80: 43_415_574, 91: 43_418_401}
+
+
+@pytest.mark.parametrize("name,stride", [("conditional_detr_r50_12ep", 32), ("conditional_detr_r50_dc5_50ep", 16)])
+@pytest.mark.parametrize("num_classes", [80, 91])
+def test_full_size_conditional_detr_parameter_count_equals_official(name, stride, num_classes):
+    cfg = LazyConfig.load(f"{REPO}/projects/conditional_detr/configs/{name}.py")
+    cfg.model.num_classes = num_classes
+    model = instantiate(cfg.model)
+    assert _num_params(model) == CONDITIONAL_DETR_PARAMS[num_classes]
+    assert model.feature_stride == stride
+    assert model.query_init.num_queries == 300 and len(model.decoder.layers) == 6 and len(model.encoder.layers) == 6
+
+
+@pytest.mark.parametrize("path", FULL_SIZE, ids=os.path.basename)
+def test_paper_schedule_and_optimizer_settings(path):
+    cfg = LazyConfig.load(path)
+    assert cfg.optimizer.lr == 1e-4 and cfg.optimizer.weight_decay == 1e-4
+    assert cfg.optimizer.params.backbone_lr_factor == 0.1
+    assert cfg.train.clip_grad.max_norm == 0.1
+    epochs = 12 if "12ep" in path else 50
+    drop = 11 if epochs == 12 else 40
+    assert cfg.train.max_iter == epochs * 7393
+    assert list(cfg.lr_multiplier.milestones) == [drop * 7393, epochs * 7393]

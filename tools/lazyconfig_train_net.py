@@ -1,0 +1,54 @@
+#!/usr/bin/env python
+"""Train or evaluate an sd_detr model from a LazyConfig file (Detectron2's lazyconfig_train_net, with
+the DETR recipe: gradient clipping, backbone learning rate, strict checkpoints, checked overrides).
+
+Examples:
+  # train the small Conditional DETR on the synthetic data (CPU, a few minutes)
+  python tools/lazyconfig_train_net.py \\
+      --config-file projects/conditional_detr/configs/conditional_detr_tiny_synthetic.py
+  # Conditional DETR-R50, 50 epochs on COCO with 8 GPUs
+  python tools/lazyconfig_train_net.py --num-gpus 8 \\
+      --config-file projects/conditional_detr/configs/conditional_detr_r50_50ep.py
+  # resume an interrupted run from output_dir/last_checkpoint
+  python tools/lazyconfig_train_net.py --config-file ... --resume
+  # evaluate a checkpoint
+  python tools/lazyconfig_train_net.py --config-file ... --eval-only train.init_checkpoint=model_final.pth
+  # any config value can be overridden with key=value
+  python tools/lazyconfig_train_net.py --config-file ... train.max_iter=100 dataloader.train.total_batch_size=4
+"""
+import logging
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a clone
+
+from detectron2.config import LazyConfig  # noqa: E402
+from detectron2.engine import default_argument_parser, default_setup, launch  # noqa: E402
+
+import sd_detr  # noqa: E402,F401  (registers the models)
+from sd_detr.config import check_override_keys  # noqa: E402
+from sd_detr.engine import do_eval_only, do_train  # noqa: E402
+
+logger = logging.getLogger("sd_detr")
+
+
+def main(args):
+    cfg = LazyConfig.load(args.config_file)
+    check_override_keys(cfg, args.opts)
+    cfg = LazyConfig.apply_overrides(cfg, args.opts)
+    default_setup(cfg, args)
+    if args.eval_only:
+        return do_eval_only(cfg)
+    do_train(cfg, resume=args.resume)
+
+
+def get_parser():
+    parser = default_argument_parser(epilog=__doc__)
+    parser.description = __doc__.splitlines()[0]
+    return parser
+
+
+if __name__ == "__main__":
+    args = get_parser().parse_args()
+    launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+           dist_url=args.dist_url, args=(args,))

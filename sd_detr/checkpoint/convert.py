@@ -46,17 +46,16 @@ HEAD_RULES: List[Rule] = [
     (r"^bbox_embed\.(.+)$", r"bbox_embed.\1"),
 ]
 
-CONDITIONAL_DETR_RULES: List[Rule] = (
-    RESNET_RULES + ENCODER_RULES + CONDITIONAL_DECODER_LAYER_RULES + HEAD_RULES + [
-        (r"^query_embed\.weight$", "query_init.query_embed.weight"),
-        (r"^transformer\.decoder\.(norm|query_scale|ref_point_head)\.(.+)$", r"decoder.\1.\2"),
-    ]
-)
+# official source name -> (rules, names of class-head tensors whose first dim is the class).
+# Each source registers itself from its own module (conditional_detr.py, ...).
+CONVERTERS: Dict[str, Tuple[List[Rule], Sequence[str]]] = {}
 
-# official source name -> (rules, names of class-head tensors whose first dim is the class)
-CONVERTERS: Dict[str, Tuple[List[Rule], Sequence[str]]] = {
-    "conditional_detr": (CONDITIONAL_DETR_RULES, ("class_embed.weight", "class_embed.bias")),
-}
+
+def register_converter(source: str, rules: List[Rule], class_keys: Sequence[str] = ("class_embed.weight", "class_embed.bias")):
+    """Make ``source`` available to :func:`convert_state_dict` and ``tools/convert_checkpoint.py``."""
+    if source in CONVERTERS:
+        raise KeyError(f"converter {source!r} registered twice")
+    CONVERTERS[source] = (list(rules), tuple(class_keys))
 
 
 def coco_91_to_80_indices() -> List[int]:

@@ -10,3 +10,13 @@ def synthetic_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("sd_detr_synthetic")
     generate_synthetic_dataset(str(root), num_train=12, num_val=6, seed=0, progress=False)
     return str(root)
+
+
+@pytest.fixture(scope="session")
+def synthetic_env(tmp_path_factory):
+    """Environment for subprocess runs of the tools: the full default synthetic dataset (320 + 80
+    images, generated once per session into a temporary root, about 2 s)."""
+    import os
+
+    root = tmp_path_factory.mktemp("synthetic_full")
+    return dict(os.environ, SD_DETR_SYNTHETIC_ROOT=str(root), PYTHONWARNINGS="ignore")

@@ -9,6 +9,9 @@ from .utils import REPO, project_configs, random_batch, shrink_model_config
 
 FULL_SIZE = [p for p in project_configs() if "synthetic" not in os.path.basename(p)]
 TINY = project_configs("*synthetic*.py")
+# ablation configs of a project (projects/*/configs/ablations/*.py) are covered the same way
+FULL_SIZE += [p for p in project_configs(os.path.join("ablations", "*.py")) if "synthetic" not in os.path.basename(p)]
+TINY += project_configs(os.path.join("ablations", "*synthetic*.py"))
 
 
 def _num_params(model):

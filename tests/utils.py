@@ -25,6 +25,8 @@ def shrink_model_config(model_cfg):
     if "d_model" in model_cfg.decoder and not str(model_cfg.decoder.d_model).startswith("${"):
         model_cfg.decoder.d_model = 32
     model_cfg.query_init.num_queries = 10
+    if "multi_scale_layers" in model_cfg.encoder:  # SMCA's multi-scale encoder: one intra, one multi layer
+        model_cfg.encoder.update(num_layers=2, multi_scale_layers=[1])
     return model_cfg
 
 
@@ -46,3 +48,49 @@ def random_batch(num_classes, sizes=((64, 80), (72, 56)), with_instances=True, s
             x["instances"] = inst
         batch.append(x)
     return batch
+
+
+# ---------------------------------------------------------------- end-to-end runs of the training tool
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+TRAIN_TOOL = os.path.join(REPO, "tools", "lazyconfig_train_net.py")
+# A shortened synthetic budget for learning tests (the configs' own is 3000 iterations).
+SHORT_BUDGET = ["train.max_iter=1500", "lr_multiplier.milestones=[1300,1500]", "train.eval_period=1500",
+                "train.checkpointer.period=100000"]
+
+
+def run_train_tool(config, env, *args, timeout=1800):
+    """Run tools/lazyconfig_train_net.py as a user would; fail with its output tail if it fails."""
+    proc = subprocess.run([sys.executable, TRAIN_TOOL, "--config-file", config, *args], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def read_metrics(output_dir):
+    """metrics.json rows (a line cut short by a killed run is skipped)."""
+    rows = []
+    with open(os.path.join(str(output_dir), "metrics.json")) as f:
+        for line in f:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+    return rows
+
+
+def final_eval(output_dir):
+    """The last COCO evaluation a run wrote to metrics.json ("bbox/AP", "bbox/AP50", ...)."""
+    evals = [r for r in read_metrics(output_dir) if "bbox/AP" in r]
+    assert evals, f"no evaluation results in {output_dir}/metrics.json"
+    return evals[-1]
+
+
+def train_and_compare_with_untrained(config, env, tmp_path, *overrides, budget=SHORT_BUDGET):
+    """(untrained, trained) final evaluations of a config on the synthetic data. The untrained model
+    (max_iter=0: only the final evaluation runs) is the chance level of exactly this protocol."""
+    run_train_tool(config, env, f"train.output_dir={tmp_path / 'untrained'}", "train.max_iter=0", *overrides)
+    run_train_tool(config, env, f"train.output_dir={tmp_path / 'trained'}", *budget, *overrides)
+    return final_eval(tmp_path / "untrained"), final_eval(tmp_path / "trained")

@@ -137,7 +137,7 @@ class DETRDetector(nn.Module):
         pos = pos.flatten(2).transpose(1, 2)
         flat_mask = feat_mask.flatten(1)
         memory = self.encoder(src, pos, flat_mask)
-        image_sizes = torch.tensor(images.image_sizes, dtype=torch.float32, device=self.device)
+        image_sizes = torch.tensor([[int(h), int(w)] for h, w in images.image_sizes], dtype=torch.float32, device=self.device)
         return EncoderMemory(memory=memory, pos=pos, mask=flat_mask, spatial_shape=(h, w),
                              stride=self.feature_stride, image_sizes=image_sizes)
 

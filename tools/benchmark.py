@@ -1,0 +1,211 @@
+#!/usr/bin/env python
+"""Benchmark detectors side by side: parameters, GFLOPs (fvcore), inference latency, training
+iteration time and peak memory, at a stated input size, batch and thread count.
+
+Each (config, measurement) runs in a fresh subprocess so that peak memory (RSS on CPU, the CUDA
+allocator's peak on GPU) belongs to that measurement alone. Latencies are medians of repeated runs
+after warm-up; on CUDA they are synchronised. Measure on an idle machine: other jobs on the same cores
+inflate the timings several times.
+
+Examples:
+  python tools/benchmark.py --config-file projects/conditional_detr/configs/conditional_detr_r50_50ep.py
+  python tools/benchmark.py --threads 2 --size 800 1216 \\
+      --config-file projects/conditional_detr/configs/conditional_detr_r50_50ep.py \\
+                    projects/dab_detr/configs/dab_detr_r50_50ep.py \\
+      --markdown docs/benchmarks.md --title "R50 at 800x1216, CPU"
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a clone
+
+TASKS = ("flops", "inference", "train")
+
+
+def _random_inputs(batch, size, num_classes, with_targets, seed=0):
+    import torch
+    from detectron2.structures import Boxes, Instances
+
+    g = torch.Generator().manual_seed(seed)
+    h, w = size
+    inputs = []
+    for _ in range(batch):
+        x = {"image": torch.randint(0, 256, (3, h, w), generator=g, dtype=torch.uint8), "height": h, "width": w}
+        if with_targets:
+            n = 10  # about COCO's mean number of objects per image (7.3)
+            xy = torch.rand(n, 2, generator=g) * torch.tensor([w * 0.7, h * 0.7])
+            wh = torch.rand(n, 2, generator=g) * torch.tensor([w * 0.3, h * 0.3]) + 8
+            inst = Instances((h, w))
+            inst.gt_boxes = Boxes(torch.cat([xy, xy + wh], 1))
+            inst.gt_classes = torch.randint(0, num_classes, (n,), generator=g)
+            x["instances"] = inst
+        inputs.append(x)
+    return inputs
+
+
+def _peak_memory_gb(device):
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 1024**3
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB on Linux
+
+
+def run_child(args):
+    """One measurement of one config; prints one JSON line."""
+    import torch
+    from detectron2.config import LazyConfig, instantiate
+
+    import sd_detr  # noqa: F401
+    from sd_detr.config import check_override_keys
+
+    torch.set_num_threads(args.threads)
+    cfg = LazyConfig.load(args.config_file[0])
+    check_override_keys(cfg, args.opts)
+    cfg = LazyConfig.apply_overrides(cfg, args.opts)
+    device = args.device
+    torch.manual_seed(0)
+    model = instantiate(cfg.model).to(device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    out = {"config": args.config_file[0], "task": args.child}
+    if args.child == "flops":
+        from sd_detr.utils.flops import flop_count_analysis
+
+        model.eval()
+        image = _random_inputs(1, args.size, cfg.model.num_classes, False)[0]["image"].to(device)
+        analysis = flop_count_analysis(model, image)
+        analysis.unsupported_ops_warnings(False)
+        analysis.uncalled_modules_warnings(False)
+        out["gflops"] = analysis.total() / 1e9
+        out["gflops_backbone"] = analysis.by_module()["detector.backbone"] / 1e9
+        out["unsupported_ops"] = dict(analysis.unsupported_ops())
+        out["params"] = sum(p.numel() for p in model.parameters())
+    elif args.child == "inference":
+        model.eval()
+        inputs = _random_inputs(args.batch, args.size, cfg.model.num_classes, False)
+        times = []
+        with torch.inference_mode():
+            for i in range(args.warmup + args.iters):
+                sync()
+                t = time.perf_counter()
+                model(inputs)
+                sync()
+                if i >= args.warmup:
+                    times.append(time.perf_counter() - t)
+        out["inference_s"] = statistics.median(times)
+        out["inference_s_all"] = times
+    else:
+        model.train()
+        inputs = _random_inputs(args.batch, args.size, cfg.model.num_classes, True)
+        times = []
+        for i in range(args.warmup + args.iters):
+            sync()
+            t = time.perf_counter()
+            losses = model(inputs)
+            sum(losses.values()).backward()
+            sync()
+            model.zero_grad(set_to_none=True)
+            if i >= args.warmup:
+                times.append(time.perf_counter() - t)
+        out["train_s"] = statistics.median(times)
+        out["train_s_all"] = times
+    out["peak_memory_gb"] = _peak_memory_gb(device)
+    print("BENCHMARK_RESULT " + json.dumps(out))
+
+
+def machine_description(device, threads):
+    import torch
+
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name()} (CUDA {torch.version.cuda}), torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {threads} threads, torch {torch.__version__}"
+
+
+def format_table(rows, args):
+    head = ["config", "params (M)", "GFLOPs", "inference s/batch", "train fwd+bwd s/batch", "peak mem inference (GB)", "peak mem train (GB)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        def f(key, fmt):
+            return fmt.format(r[key]) if key in r else "-"
+        lines.append("| " + " | ".join([
+            os.path.relpath(r["config"]), f("params_m", "{:.2f}"), f("gflops", "{:.1f}"), f("inference_s", "{:.3f}"),
+            f("train_s", "{:.3f}"), f("inference_mem", "{:.2f}"), f("train_mem", "{:.2f}")]) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", nargs="+", required=True, help="one or more LazyConfig files")
+    parser.add_argument("--size", nargs=2, type=int, default=[800, 1216], metavar=("H", "W"))
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    parser.add_argument("--iters", type=int, default=5, help="timed runs (median reported)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    parser.add_argument("--markdown", help="append the table, command and machine to this markdown file")
+    parser.add_argument("--title", default="Benchmark", help="section title in --markdown")
+    parser.add_argument("--child", choices=TASKS, help=argparse.SUPPRESS)
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides key=value (every config)")
+    args = parser.parse_args(argv)
+    if args.device is None:
+        import torch
+
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.child:
+        return run_child(args)
+
+    rows = []
+    for config in args.config_file:
+        row = {"config": config}
+        for task in args.tasks:
+            cmd = [sys.executable, os.path.abspath(__file__), "--child", task, "--config-file", config,
+                   "--size", *map(str, args.size), "--batch", str(args.batch), "--threads", str(args.threads),
+                   "--iters", str(args.iters), "--warmup", str(args.warmup), "--device", args.device, *args.opts]
+            env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
+                       PYTHONWARNINGS="ignore")
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            result = next((json.loads(line.split(" ", 1)[1]) for line in proc.stdout.splitlines()
+                           if line.startswith("BENCHMARK_RESULT ")), None)
+            if proc.returncode != 0 or result is None:
+                sys.exit(f"benchmark of {config} ({task}) failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+            if task == "flops":
+                row.update(gflops=result["gflops"], params_m=result["params"] / 1e6, params=result["params"],
+                           gflops_backbone=result["gflops_backbone"], unsupported_ops=result["unsupported_ops"])
+            elif task == "inference":
+                row.update(inference_s=result["inference_s"], inference_mem=result["peak_memory_gb"])
+            else:
+                row.update(train_s=result["train_s"], train_mem=result["peak_memory_gb"])
+            print(f"{os.path.relpath(config)} {task}: {json.dumps({k: v for k, v in result.items() if not k.endswith('_all')})}",
+                  flush=True)
+        rows.append(row)
+    machine = machine_description(args.device, args.threads)
+    table = format_table(rows, args)
+    command = "python " + " ".join([os.path.relpath(__file__)] + [a if " " not in a else f'"{a}"' for a in (argv or sys.argv[1:])])
+    summary = (f"input {args.size[0]}x{args.size[1]}, batch {args.batch}, {args.threads} threads, device {args.device}; "
+               f"median of {args.iters} runs after {args.warmup} warm-up runs; peak memory = "
+               + ("CUDA max allocated" if args.device.startswith("cuda") else "process peak RSS"))
+    print(f"\n{machine}\n{summary}\n\n{table}")
+    if args.markdown:
+        with open(args.markdown, "a") as f:
+            f.write(f"\n## {args.title}\n\nMachine: {machine}. {summary}. Date: {time.strftime('%Y-%m-%d')}.\n\n"
+                    f"```\n{command}\n```\n\n{table}\n")
+        print(f"appended to {args.markdown}")
+
+
+if __name__ == "__main__":
+    main()

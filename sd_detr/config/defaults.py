@@ -55,3 +55,10 @@ def add_detr_config(cfg):
     cfg.SOLVER.CLIP_GRADIENTS.NORM_TYPE = 2.0
     cfg.TEST.DETECTIONS_PER_IMAGE = 100
     return cfg
+
+
+def add_all_configs(cfg):
+    """Add the yacs keys of every detector of the project (``MODEL.DETR`` and each detector's own
+    node), so that any of the project's .yaml configs can be merged into ``cfg``. Idempotent."""
+    add_detr_config(cfg)
+    return cfg

@@ -1,0 +1,73 @@
+import glob
+import os
+import sys
+
+import cv2
+import numpy as np
+import torch
+from detectron2.config import LazyConfig, get_cfg, instantiate
+from detectron2.engine import DefaultPredictor
+
+from sd_detr.config import add_all_configs
+
+from ..utils import REPO
+
+sys.path.insert(0, os.path.join(REPO, "tools"))
+import demo  # noqa: E402
+
+TINY = f"{REPO}/projects/conditional_detr/configs/conditional_detr_tiny_synthetic.py"
+YAML = f"{REPO}/projects/conditional_detr/configs/yacs/conditional_detr_r50_12ep.yaml"
+
+
+def _tiny_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    model = instantiate(LazyConfig.load(TINY).model)
+    path = tmp_path / "tiny.pth"
+    torch.save({"model": model.state_dict()}, path)
+    return str(path)
+
+
+def test_demo_draws_every_readable_image_and_reports_unreadable_ones_by_name(synthetic_root, tmp_path, capsys):
+    images = sorted(glob.glob(os.path.join(synthetic_root, "val", "*.png")))[:2]
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    missing = str(tmp_path / "missing.png")
+    out = tmp_path / "out"
+    os.environ["SD_DETR_SYNTHETIC_ROOT"] = synthetic_root
+    try:
+        status = demo.main(["--config-file", TINY, "--input", *images, str(broken), missing, "--output", str(out),
+                            "--confidence-threshold", "0.0", "--opts", f"train.init_checkpoint={_tiny_checkpoint(tmp_path)}",
+                            "train.device=cpu"])
+    finally:
+        del os.environ["SD_DETR_SYNTHETIC_ROOT"]
+    assert status == 1
+    written = sorted(os.listdir(out))
+    assert written == sorted(os.path.basename(p) for p in images)
+    for name in written:
+        drawn = cv2.imread(str(out / name))
+        assert drawn is not None and drawn.shape == cv2.imread(os.path.join(synthetic_root, "val", name)).shape
+    errors = [line for line in capsys.readouterr().out.splitlines() if "ERROR" in line]
+    assert any("broken.png" in line for line in errors) and any("missing.png" in line for line in errors)
+
+
+def test_detectron2_default_predictor_runs_a_yacs_config_unchanged(tmp_path):
+    cfg = get_cfg()
+    add_all_configs(cfg)
+    cfg.merge_from_file(YAML)
+    # shrink the R50 model of the yaml so that the test is fast; the keys are the yaml's
+    cfg.merge_from_list(["MODEL.RESNETS.DEPTH", 18, "MODEL.RESNETS.RES2_OUT_CHANNELS", 16,
+                         "MODEL.RESNETS.STEM_OUT_CHANNELS", 16, "MODEL.DETR.HIDDEN_DIM", 32, "MODEL.DETR.NHEADS", 2,
+                         "MODEL.DETR.DIM_FEEDFORWARD", 64, "MODEL.DETR.ENC_LAYERS", 1, "MODEL.DETR.DEC_LAYERS", 2,
+                         "MODEL.DETR.NUM_QUERIES", 20, "MODEL.DEVICE", "cpu", "INPUT.MIN_SIZE_TEST", 96,
+                         "INPUT.MAX_SIZE_TEST", 160])
+    from detectron2.modeling import build_model
+
+    torch.manual_seed(0)
+    path = tmp_path / "w.pth"
+    torch.save({"model": build_model(cfg).state_dict()}, path)
+    cfg.MODEL.WEIGHTS = str(path)
+    predictor = DefaultPredictor(cfg)
+    bgr = (np.random.RandomState(0).rand(120, 200, 3) * 255).astype(np.uint8)
+    inst = predictor(bgr)["instances"]
+    assert len(inst) == 100 and inst.image_size == (120, 200)
+    assert (inst.pred_boxes.tensor[:, 2] <= 200).all() and (inst.pred_boxes.tensor[:, 3] <= 120).all()

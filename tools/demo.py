@@ -1,0 +1,166 @@
+#!/usr/bin/env python
+"""Run a detector on images or a video and draw its detections (Detectron2's demo/demo.py for sd_detr).
+
+--config-file takes a LazyConfig (.py, predictor: sd_detr.engine.LazyPredictor) or a yacs config
+(.yaml, predictor: Detectron2's own DefaultPredictor). Detections are drawn with Detectron2's
+Visualizer and the metadata of the config's test dataset. An input that cannot be read is reported
+by name and skipped; the run goes on (exit status 1 if anything was skipped).
+
+Examples:
+  python tools/demo.py --config-file projects/conditional_detr/configs/conditional_detr_tiny_synthetic.py \\
+      --input "datasets/sd_detr_synthetic/val/*.png" --output output/demo_images \\
+      --opts train.init_checkpoint=output/demo_conditional_detr/model_final.pth
+  python tools/demo.py --config-file projects/conditional_detr/configs/yacs/conditional_detr_r50_12ep.yaml \\
+      --input street.jpg --output street_detections.jpg --opts MODEL.WEIGHTS converted.pth MODEL.DEVICE cpu
+  python tools/demo.py --config-file ... --video-input clip.mp4 --output clip_detections.mp4
+"""
+import argparse
+import glob
+import logging
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a clone
+
+import cv2  # noqa: E402
+import tqdm  # noqa: E402
+from detectron2.data import MetadataCatalog  # noqa: E402
+from detectron2.utils.logger import setup_logger  # noqa: E402
+from detectron2.utils.visualizer import Visualizer  # noqa: E402
+
+logger = logging.getLogger("sd_detr.demo")
+
+
+def build_predictor(config_file, opts):
+    """(predictor, metadata) for a LazyConfig .py or a yacs .yaml file."""
+    if config_file.endswith(".py"):
+        from detectron2.config import LazyConfig
+
+        from sd_detr.config import check_override_keys
+        from sd_detr.engine import LazyPredictor
+
+        cfg = LazyConfig.load(config_file)
+        check_override_keys(cfg, opts)
+        cfg = LazyConfig.apply_overrides(cfg, opts)
+        predictor = LazyPredictor(cfg)
+        return predictor, predictor.metadata
+    from detectron2.config import get_cfg
+    from detectron2.engine import DefaultPredictor
+
+    from sd_detr.config import add_all_configs
+
+    cfg = get_cfg()
+    add_all_configs(cfg)
+    cfg.merge_from_file(config_file)
+    cfg.merge_from_list(opts)
+    if cfg.MODEL.DEVICE == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            cfg.MODEL.DEVICE = "cpu"
+    cfg.freeze()
+    metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0] if len(cfg.DATASETS.TEST) else "__unused")
+    return DefaultPredictor(cfg), metadata
+
+
+def draw(predictor, metadata, bgr, threshold):
+    instances = predictor(bgr)["instances"].to("cpu")
+    instances = instances[instances.scores >= threshold]
+    vis = Visualizer(bgr[:, :, ::-1], metadata)
+    return vis.draw_instance_predictions(instances).get_image()[:, :, ::-1], len(instances)
+
+
+def expand_inputs(patterns):
+    paths = []
+    for p in patterns:
+        matches = sorted(glob.glob(os.path.expanduser(p)))
+        paths.extend(matches if matches else [p])  # a missing file is reported when it is read
+    return paths
+
+
+def output_path(output, path, many):
+    if output is None:
+        return None
+    if many or os.path.isdir(output) or not os.path.splitext(output)[1]:
+        os.makedirs(output, exist_ok=True)
+        return os.path.join(output, os.path.basename(path))
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    return output
+
+
+def run_images(predictor, metadata, paths, output, threshold):
+    skipped = []
+    for path in tqdm.tqdm(paths, disable=len(paths) < 2):
+        bgr = cv2.imread(path, cv2.IMREAD_COLOR) if os.path.isfile(path) else None
+        if bgr is None:
+            logger.error("cannot read image %s (missing or not an image): skipped", path)
+            skipped.append(path)
+            continue
+        picture, n = draw(predictor, metadata, bgr, threshold)
+        target = output_path(output, path, len(paths) > 1)
+        if target:
+            cv2.imwrite(target, picture)
+        logger.info("%s: %d detections%s", path, n, f" -> {target}" if target else "")
+    return skipped
+
+
+def run_video(predictor, metadata, path, output, threshold):
+    video = cv2.VideoCapture(path)
+    if not video.isOpened():
+        logger.error("cannot open video %s: skipped", path)
+        return [path]
+    fps = video.get(cv2.CAP_PROP_FPS) or 25.0
+    frames = int(video.get(cv2.CAP_PROP_FRAME_COUNT))
+    writer = None
+    for _ in tqdm.tqdm(range(frames) if frames > 0 else iter(int, 1)):
+        ok, frame = video.read()
+        if not ok:
+            break
+        picture, _ = draw(predictor, metadata, frame, threshold)
+        if output:
+            if writer is None:
+                target = output if os.path.splitext(output)[1] else os.path.join(output, os.path.basename(path))
+                os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+                writer = cv2.VideoWriter(target, cv2.VideoWriter_fourcc(*"mp4v"), fps,
+                                         (picture.shape[1], picture.shape[0]))
+            writer.write(picture)
+    video.release()
+    if writer is not None:
+        writer.release()
+    return []
+
+
+def get_parser():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", required=True, help="LazyConfig .py or yacs .yaml")
+    parser.add_argument("--input", nargs="+", help="image files or globs")
+    parser.add_argument("--video-input", help="a video file")
+    parser.add_argument("--output", help="output file (one input) or folder; nothing is written if omitted")
+    parser.add_argument("--confidence-threshold", type=float, default=0.5)
+    parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[],
+                        help="config overrides: key=value (LazyConfig) or KEY VALUE pairs (yacs)")
+    return parser
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    setup_logger(name="sd_detr")
+    if not args.input and not args.video_input:
+        get_parser().error("give --input and/or --video-input")
+    import sd_detr  # noqa: F401  (registers the models)
+
+    predictor, metadata = build_predictor(args.config_file, args.opts)
+    skipped = []
+    if args.input:
+        skipped += run_images(predictor, metadata, expand_inputs(args.input), args.output, args.confidence_threshold)
+    if args.video_input:
+        skipped += run_video(predictor, metadata, args.video_input, args.output, args.confidence_threshold)
+    if skipped:
+        logger.error("skipped %d input(s): %s", len(skipped), ", ".join(skipped))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -15,6 +15,11 @@ Examples:
   python tools/lazyconfig_train_net.py --config-file ... --eval-only train.init_checkpoint=model_final.pth
   # any config value can be overridden with key=value
   python tools/lazyconfig_train_net.py --config-file ... train.max_iter=100 dataloader.train.total_batch_size=4
+  # several CPU processes (or GPUs, or machines) with torchrun: gloo on CPU, NCCL on GPU
+  torchrun --nproc_per_node 2 tools/lazyconfig_train_net.py --config-file ...
+  # several machines with Detectron2's launcher (CUDA)
+  python tools/lazyconfig_train_net.py --num-gpus 8 --num-machines 2 --machine-rank 0 \\
+      --dist-url tcp://MASTER_IP:PORT --config-file ...
 """
 import logging
 import os
@@ -28,6 +33,7 @@ from detectron2.engine import default_argument_parser, default_setup, launch  # 
 import sd_detr  # noqa: E402,F401  (registers the models)
 from sd_detr.config import check_override_keys  # noqa: E402
 from sd_detr.engine import do_eval_only, do_train  # noqa: E402
+from sd_detr.engine.distributed import init_torchrun_process_group, launched_by_torchrun  # noqa: E402
 
 logger = logging.getLogger("sd_detr")
 
@@ -50,5 +56,14 @@ def get_parser():
 
 if __name__ == "__main__":
     args = get_parser().parse_args()
-    launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-           dist_url=args.dist_url, args=(args,))
+    if launched_by_torchrun():
+        init_torchrun_process_group()
+        main(args)
+    else:
+        import torch
+
+        if args.num_gpus * args.num_machines > 1 and not torch.cuda.is_available():
+            sys.exit("--num-gpus/--num-machines need CUDA; for several CPU processes use "
+                     "`torchrun --nproc_per_node N tools/lazyconfig_train_net.py ...`")
+        launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+               dist_url=args.dist_url, args=(args,))

@@ -9,12 +9,12 @@ import os
 
 from detectron2.config import instantiate
 from detectron2.engine import hooks
-from detectron2.engine.defaults import create_ddp_model
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter
 
 from ..checkpoint import DETRCheckpointer
+from .distributed import create_ddp_model
 from .trainer import DETRTrainer
 
 logger = logging.getLogger("sd_detr")
@@ -53,7 +53,7 @@ def build_model(cfg):
 
 def do_train(cfg, resume: bool = False):
     """Train ``cfg.model``; with ``resume`` continue from ``output_dir/last_checkpoint`` (model, optimizer,
-    scheduler and iteration), else start from ``train.init_checkpoint``."""
+    scheduler and iteration), else start from ``train.init_checkpoint``. Returns the trainer."""
     model = build_model(cfg)
     logger.info("Model:\n%s", model)
     cfg.optimizer.params.model = model
@@ -84,8 +84,9 @@ def do_train(cfg, resume: bool = False):
     start_iter = trainer.iter + 1 if resume and checkpointer.has_checkpoint() else 0
     if start_iter >= cfg.train.max_iter:
         logger.info("Training already finished (iteration %d of %d)", start_iter, cfg.train.max_iter)
-        return
+        return trainer
     trainer.train(start_iter, cfg.train.max_iter)
+    return trainer
 
 
 def do_eval_only(cfg):

@@ -82,7 +82,7 @@ def test_build_model_from_yacs_config_matches_the_lazy_config_model():
     cfg.MODEL.RESNETS.STEM_OUT_CHANNELS = 16
     cfg.MODEL.RESNETS.OUT_FEATURES = ["res4"]
     cfg.MODEL.BACKBONE.FREEZE_AT = 0
-    cfg.MODEL.RESNETS.NORM = "BN"
+    cfg.MODEL.RESNETS.NORM = "naiveSyncBN"
     d = cfg.MODEL.DETR
     d.IN_FEATURE, d.HIDDEN_DIM, d.NHEADS, d.DIM_FEEDFORWARD = "res4", 64, 4, 256
     d.ENC_LAYERS, d.DEC_LAYERS, d.NUM_QUERIES, d.NUM_CLASSES, d.DROPOUT = 2, 3, 30, 5, 0.0

@@ -1,7 +1,8 @@
 """A small Conditional DETR for the synthetic shapes data, trained from scratch on CPU in minutes.
 
 Same architecture as the paper's model, scaled down: a narrow ResNet-18 up to res4 (stride 16,
-64 channels, trainable BatchNorm: from scratch, FrozenBN's identity barely learns), 64-d transformer
+64 channels, trainable BatchNorm: from scratch, FrozenBN's identity barely learns; synchronised over
+workers when training in several processes, plain BatchNorm in one), 64-d transformer
 with 4 heads, 2 encoder and 3 decoder layers, 30 queries, no dropout. Budget in
 configs/common/synthetic_train.py.
 """
@@ -14,7 +15,7 @@ _budget = get_config("common/synthetic_train.py")
 optimizer, lr_multiplier, train = _budget.optimizer, _budget.lr_multiplier, _budget.train
 train.output_dir = "./output/conditional_detr_tiny_synthetic"
 
-model.backbone.update(depth=18, out_features=["res4"], stem_out_channels=16, res2_out_channels=16, freeze_at=0, norm="BN")
+model.backbone.update(depth=18, out_features=["res4"], stem_out_channels=16, res2_out_channels=16, freeze_at=0, norm="naiveSyncBN")
 model.in_feature = "res4"
 model.hidden_dim = 64
 model.num_classes = 5

@@ -60,7 +60,7 @@ def main(argv=None):
     parser.add_argument("--num-images", type=int, default=8)
     parser.add_argument("--columns", type=int, default=4)
     parser.add_argument("--threshold", type=float, default=0.5, help="minimum score of a drawn detection")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides key=value")
+    parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides key=value")
     args = parser.parse_args(argv)
 
     cfg = LazyConfig.load(args.config_file)

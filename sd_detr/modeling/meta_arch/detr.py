@@ -152,11 +152,13 @@ class DETRDetector(nn.Module):
         return {"pred_logits": logits, "pred_boxes": boxes}
 
     def forward_outputs(self, batched_inputs: List[dict]):
-        """Everything up to the per-layer predictions. Returns (outputs, images, decoder output)."""
+        """Everything up to the per-layer predictions. Returns (outputs, images, decoder output); the
+        decoder output's ``extra["memory"]`` is the :class:`EncoderMemory` (for tools)."""
         images, mask = self.preprocess_image(batched_inputs)
         mem = self.encode(images, mask)
         queries = self.query_init(mem)
         dec = self.decoder(mem, queries, box_head=self.bbox_embed)
+        dec.extra.setdefault("memory", mem)
         pred = self.predict(dec)
         outputs = {"pred_logits": pred["pred_logits"][-1], "pred_boxes": pred["pred_boxes"][-1]}
         if self.aux_loss:

@@ -1,0 +1,47 @@
+import os
+import sys
+
+import cv2
+import torch
+from detectron2.config import LazyConfig, instantiate
+
+from ..utils import REPO
+
+sys.path.insert(0, os.path.join(REPO, "tools"))
+import visualize_attention  # noqa: E402
+
+TINY = f"{REPO}/projects/conditional_detr/configs/conditional_detr_tiny_synthetic.py"
+
+
+def test_attention_maps_are_per_head_distributions_over_the_unpadded_feature_map():
+    torch.manual_seed(0)
+    model = instantiate(LazyConfig.load(TINY).model).eval()
+    image = torch.randint(0, 256, (3, 96, 130), dtype=torch.uint8)
+    maps, box, label, score = visualize_attention.attention_for_detection(model, image, layer=-1, detection=0)
+    parts = maps["cross_attn"]
+    assert set(parts) == {"combined", "content", "spatial"}
+    heads = model.decoder.layers[-1].cross_attn.nhead
+    # stride 16: 96 x 130 -> 6 x 9 cells, no padding in a batch of one
+    for w in parts.values():
+        assert w.shape == (heads, 6, 9)
+        assert torch.allclose(w.sum((1, 2)), torch.ones(heads), atol=1e-5)
+    assert 0 <= label < model.num_classes and 0 < score < 1 and box.shape == (4,)
+    assert not model.decoder.layers[-1].cross_attn.record_attention  # switched off again
+
+
+def test_tool_writes_a_png_for_a_saved_checkpoint(synthetic_root, tmp_path):
+    torch.manual_seed(0)
+    model = instantiate(LazyConfig.load(TINY).model)
+    ckpt = tmp_path / "m.pth"
+    torch.save({"model": model.state_dict()}, ckpt)
+    image = os.path.join(synthetic_root, "val", "000000.png")
+    out = tmp_path / "att.png"
+    os.environ["SD_DETR_SYNTHETIC_ROOT"] = synthetic_root
+    try:
+        assert visualize_attention.main(["--config-file", TINY, "--checkpoint", str(ckpt), "--input", image,
+                                         "--output", str(out), "--parts", "spatial", "content", "combined",
+                                         "--opts", "train.device=cpu"]) == 0
+    finally:
+        del os.environ["SD_DETR_SYNTHETIC_ROOT"]
+    png = cv2.imread(str(out))
+    assert png is not None and png.shape[0] > png.shape[1] / 5 * 2  # three rows of panels

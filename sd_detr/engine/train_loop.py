@@ -11,7 +11,8 @@ from detectron2.config import instantiate
 from detectron2.engine import hooks
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
-from detectron2.utils.events import CommonMetricPrinter, JSONWriter
+from detectron2.evaluation.testing import flatten_results_dict
+from detectron2.utils.events import CommonMetricPrinter, EventStorage, JSONWriter
 
 from ..checkpoint import DETRCheckpointer
 from .distributed import create_ddp_model
@@ -82,11 +83,28 @@ def do_train(cfg, resume: bool = False):
         logger.warning("--resume: no checkpoint in %s; starting from train.init_checkpoint", cfg.train.output_dir)
     checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=resume)
     start_iter = trainer.iter + 1 if resume and checkpointer.has_checkpoint() else 0
+    if cfg.train.max_iter == 0:
+        evaluate_initial_weights(cfg, model)
+        return trainer
     if start_iter >= cfg.train.max_iter:
         logger.info("Training already finished (iteration %d of %d)", start_iter, cfg.train.max_iter)
         return trainer
     trainer.train(start_iter, cfg.train.max_iter)
     return trainer
+
+
+def evaluate_initial_weights(cfg, model):
+    """``train.max_iter=0``: nothing to train (Detectron2's LR scheduler cannot take 0 iterations), so
+    evaluate the weights as loaded and log the results to metrics.json like a run's final evaluation;
+    the tests use it for the chance level of the untrained model."""
+    results = do_test(cfg, model)
+    if comm.is_main_process() and results:
+        with EventStorage(0) as storage:
+            storage.put_scalars(**flatten_results_dict(results), smoothing_hint=False)
+            writer = JSONWriter(os.path.join(cfg.train.output_dir, "metrics.json"))
+            writer.write()
+            writer.close()
+    return results
 
 
 def do_eval_only(cfg):

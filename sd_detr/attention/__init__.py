@@ -1,9 +1,15 @@
 from .conditional import ConditionalCrossAttention, ConditionalSelfAttention
 from .core import multi_head_attention, split_heads
+from .gaussian import GaussianCrossAttention, feature_grid, gaussian_log_weights
+from .scale_selection import ScaleSelectionAttention
 
 __all__ = [
     "ConditionalCrossAttention",
     "ConditionalSelfAttention",
+    "GaussianCrossAttention",
+    "ScaleSelectionAttention",
+    "feature_grid",
+    "gaussian_log_weights",
     "multi_head_attention",
     "split_heads",
 ]

@@ -1,4 +1,5 @@
-from . import conditional_detr  # noqa: F401  (registers the converter)
+# importing a source module registers its converter
+from . import conditional_detr, dab_detr, smca_detr  # noqa: F401
 from .checkpointer import CheckpointMismatchError, DETRCheckpointer
 from .convert import CONVERTERS, coco_91_to_80_indices, convert_state_dict, register_converter
 

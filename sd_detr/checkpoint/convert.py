@@ -49,13 +49,24 @@ HEAD_RULES: List[Rule] = [
 # official source name -> (rules, names of class-head tensors whose first dim is the class).
 # Each source registers itself from its own module (conditional_detr.py, ...).
 CONVERTERS: Dict[str, Tuple[List[Rule], Sequence[str]]] = {}
+# official source name -> rules (regex, official key of the original) of keys that hold a second copy of
+# another official tensor (a module registered twice, e.g. DAB-DETR's shared box head): checked equal
+# to the original, then left out.
+DUPLICATES: Dict[str, List[Rule]] = {}
 
 
-def register_converter(source: str, rules: List[Rule], class_keys: Sequence[str] = ("class_embed.weight", "class_embed.bias")):
-    """Make ``source`` available to :func:`convert_state_dict` and ``tools/convert_checkpoint.py``."""
+def register_converter(source: str, rules: List[Rule], class_keys: Sequence[str] = ("class_embed.weight", "class_embed.bias"),
+                       duplicates: Sequence[Rule] = ()):
+    """Make ``source`` available to :func:`convert_state_dict` and ``tools/convert_checkpoint.py``.
+
+    ``duplicates``: (regex, replacement) rules naming, for an official key that is a copy of another
+    official key, the key of the original; such keys are dropped after checking they equal the original.
+    """
     if source in CONVERTERS:
         raise KeyError(f"converter {source!r} registered twice")
     CONVERTERS[source] = (list(rules), tuple(class_keys))
+    if duplicates:
+        DUPLICATES[source] = list(duplicates)
 
 
 def coco_91_to_80_indices() -> List[int]:
@@ -84,14 +95,22 @@ def convert_state_dict(source: str, official: Dict[str, torch.Tensor], num_class
             otherwise the head is kept as is (must equal its size).
         ignore: regexes of official keys to leave out on purpose (e.g. duplicated shared heads).
     Raises:
-        KeyError naming every official key no rule covers.
+        KeyError naming every official key no rule covers; ValueError naming a registered duplicate
+        that differs from (or lacks) its original.
     """
     if source not in CONVERTERS:
         raise KeyError(f"unknown source {source!r}; choose one of {sorted(CONVERTERS)}")
     rules, class_keys = CONVERTERS[source]
+    duplicates = DUPLICATES.get(source, [])
     out, unknown = {}, []
     for key, value in official.items():
         if any(re.match(p, key) for p in ignore):
+            continue
+        original = _apply(duplicates, key)
+        if original is not None:
+            if original not in official or not torch.equal(official[original], value):
+                raise ValueError(f"{key!r} should be a copy of {original!r}, but "
+                                 + ("that key is missing" if original not in official else "the tensors differ"))
             continue
         new = _apply(rules, key)
         if new is None:

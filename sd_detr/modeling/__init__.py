@@ -3,11 +3,12 @@ from .assigner import HungarianAssigner
 from .assignment import Assignment
 from .backbone import build_detr_resnet, build_detr_resnet_backbone
 from .criterion import SetCriterion
-from .decoder import ConditionalDecoder, DecoderOutput, EncoderMemory
+from .decoder import ConditionalDecoder, DABDecoder, DecoderOutput, EncoderMemory, SMCADecoder
 from .encoder import TransformerEncoder
+from .encoder_multiscale import IntraMultiScaleEncoder
 from .losses import FocalLoss, box_losses
 from .matcher import HungarianMatcher
-from .meta_arch import ConditionalDETR, DETRDetector
-from .queries import LearnedQueries
+from .meta_arch import DABDETR, SMCADETR, ConditionalDETR, DETRDetector
+from .queries import AnchorQueries, LearnedQueries
 
 __all__ = [k for k in globals() if not k.startswith("_")]

@@ -1,4 +1,7 @@
 from .base import DecoderOutput, EncoderMemory
 from .conditional import ConditionalDecoder, ConditionalDecoderLayer
+from .dab import DABDecoder, modulate_spatial_query
+from .smca import SMCADecoder, SMCADecoderLayer
 
-__all__ = ["DecoderOutput", "EncoderMemory", "ConditionalDecoder", "ConditionalDecoderLayer"]
+__all__ = ["DecoderOutput", "EncoderMemory", "ConditionalDecoder", "ConditionalDecoderLayer", "DABDecoder",
+           "modulate_spatial_query", "SMCADecoder", "SMCADecoderLayer"]

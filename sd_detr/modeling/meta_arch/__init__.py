@@ -1,4 +1,7 @@
+# importing a module registers its meta-architecture in Detectron2's META_ARCH_REGISTRY
 from .conditional_detr import ConditionalDETR
+from .dab_detr import DABDETR
 from .detr import DETRDetector
+from .smca_detr import SMCADETR
 
-__all__ = ["ConditionalDETR", "DETRDetector"]
+__all__ = ["ConditionalDETR", "DABDETR", "DETRDetector", "SMCADETR"]

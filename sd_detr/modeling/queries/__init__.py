@@ -1,3 +1,4 @@
+from .anchors import AnchorQueries
 from .learned import LearnedQueries
 
-__all__ = ["LearnedQueries"]
+__all__ = ["AnchorQueries", "LearnedQueries"]

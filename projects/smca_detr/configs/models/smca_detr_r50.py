@@ -1,0 +1,51 @@
+"""SMCA-DETR-R50, single scale (Gao et al., ICCV 2021): the official code's settings
+(gaopengcuhk/SMCA-DETR main.py and the 50-epoch README command: 300 queries, 6+6 layers, 256-d, 8 heads,
+FFN 2048, dropout 0.1, --dynamic_scale type3 = per-head centre offsets and x / y scales, --smooth 8,
+focal loss alpha 0.25 (prior 0.01), matcher costs 2/5/2 and loss weights 2/5/2, deep supervision).
+
+Post-processing keeps the top 300 of queries x classes as the official PostProcess does (top
+``num_queries``, models/detr.py:312); COCO evaluation then keeps 100 per image and class.
+"""
+from detectron2.config import LazyCall as L
+
+from sd_detr.layers import PositionEmbeddingSine
+from sd_detr.modeling import (
+    FocalLoss,
+    HungarianMatcher,
+    LearnedQueries,
+    SetCriterion,
+    SMCADecoder,
+    SMCADETR,
+    TransformerEncoder,
+    build_detr_resnet,
+)
+
+model = L(SMCADETR)(
+    backbone=L(build_detr_resnet)(depth=50, dc5=False, out_features=["res5"], freeze_at=2, norm="FrozenBN"),
+    in_feature="res5",
+    position_embedding=L(PositionEmbeddingSine)(num_pos_feats=128, temperature=10000, normalize=True),
+    encoder=L(TransformerEncoder)(num_layers=6, d_model=256, nhead=8, dim_feedforward=2048, dropout=0.1, activation="relu"),
+    query_init=L(LearnedQueries)(num_queries=300, d_model="${..hidden_dim}"),
+    decoder=L(SMCADecoder)(
+        num_layers=6, d_model="${..hidden_dim}", nhead=8, dim_feedforward=2048, dropout=0.1, activation="relu",
+        beta=8.0,  # the paper's beta = the official --smooth
+        head_specific=True,  # multi-head spatial modulation (paper Table 2 "Multi-head + Indep.")
+        scale_mode="indep",  # independent x / y scales (official type3)
+        center_mlp_layers=3,  # official point1 = MLP(256, 256, 2, 3) (the paper says 2 layers)
+    ),
+    criterion=L(SetCriterion)(
+        num_classes="${..num_classes}",
+        matcher=L(HungarianMatcher)(cost_class=2.0, cost_bbox=5.0, cost_giou=2.0, focal_alpha=0.25, focal_gamma=2.0),
+        class_loss=L(FocalLoss)(alpha=0.25, gamma=2.0),
+        weight_dict={"loss_class": 2.0, "loss_bbox": 5.0, "loss_giou": 2.0},
+        aux_loss="${..aux_loss}",
+    ),
+    num_classes=80,
+    hidden_dim=256,
+    pixel_mean=[123.675, 116.280, 103.530],
+    pixel_std=[58.395, 57.120, 57.375],
+    input_format="RGB",
+    num_select=300,
+    reference_eps=1e-5,
+    aux_loss=True,
+)

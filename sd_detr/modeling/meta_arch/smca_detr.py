@@ -1,0 +1,119 @@
+"""SMCA-DETR (Gao et al., "Fast Convergence of DETR with Spatially Modulated Co-Attention", ICCV 2021)
+as a Detectron2 meta-architecture: single-scale (the official code) and the paper's multi-scale design."""
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from detectron2.config import configurable
+from detectron2.modeling import META_ARCH_REGISTRY
+from detectron2.structures import ImageList
+from torch import Tensor, nn
+
+from ..decoder.base import EncoderMemory
+from ..decoder.smca import SMCADecoder
+from ..encoder_multiscale import IntraMultiScaleEncoder
+from ..queries import LearnedQueries
+from .build import detr_common_from_config
+from .detr import DETRDetector
+
+
+@META_ARCH_REGISTRY.register()
+class SMCADETR(DETRDetector):
+    """Learned object queries -> centre + scales -> spatially modulated co-attention decoder
+    (:class:`~sd_detr.modeling.decoder.smca.SMCADecoder`); boxes relative to the predicted centre.
+
+    Single-scale (``in_features=None``): exactly :class:`DETRDetector`'s encoding of ``in_feature``.
+
+    Multi-scale (``in_features=["res4", "res5"], num_extra_levels=1``, paper Sec. 3.3): levels of strides
+    16, 32, 64 taken from the backbone without FPN: a 1x1 convolution of each of ``in_features`` and, for
+    each extra level, a 3x3 stride-2 convolution (the first on the last backbone feature, as the released
+    code makes its stride-64 map: Multi_scale_SMCA.zip ``models/detr.py:105,141``), each to
+    ``hidden_dim`` channels ("3 convolutions to project features output from ResNet-50 to 256
+    dimensions"). Each level's position embedding is the sine embedding of its mask plus a learned level
+    embedding (released code ``models/transformer.py:471``; the paper does not say). The encoder receives
+    and returns the list of levels (:class:`~sd_detr.modeling.encoder_multiscale.IntraMultiScaleEncoder`);
+    the :class:`EncoderMemory` concatenates them along N and lists them in ``extra["level_shapes"]`` and
+    ``extra["level_strides"]``; its ``spatial_shape`` / ``stride`` are those of ``in_features[-1]`` (the
+    level of the single-scale model, whose cell is the unit of the Gaussian), so ``as_map()`` does not
+    apply to it.
+
+    Built from LazyConfig (``projects/smca_detr/configs``) or from a yacs config with
+    ``MODEL.META_ARCHITECTURE = "SMCADETR"``, the ``MODEL.DETR`` keys and
+    :func:`sd_detr.config.add_smca_detr_config`'s ``MODEL.SMCA_DETR`` keys.
+    """
+
+    @configurable
+    def __init__(self, *, in_features: Optional[Sequence[str]] = None, num_extra_levels: int = 0, **kwargs):
+        if in_features:
+            in_features = list(in_features)
+            if kwargs.setdefault("in_feature", in_features[-1]) != in_features[-1]:
+                raise ValueError(f"SMCADETR: in_feature {kwargs['in_feature']!r} must be the last of in_features {in_features}")
+        elif num_extra_levels:
+            raise ValueError("SMCADETR: num_extra_levels needs the multi-scale in_features")
+        super().__init__(**kwargs)
+        self.in_features = in_features or None
+        if not self.in_features:
+            return
+        shapes = self.backbone.output_shape()
+        missing = [f for f in in_features if f not in shapes]
+        if missing:
+            raise KeyError(f"SMCADETR: in_features {missing} are not backbone outputs; available: {sorted(shapes)}")
+        hidden = self.class_embed.in_features
+        projs = [nn.Conv2d(shapes[f].channels, hidden, kernel_size=1) for f in in_features]
+        strides = [shapes[f].stride for f in in_features]
+        channels = shapes[in_features[-1]].channels
+        for _ in range(num_extra_levels):
+            projs.append(nn.Conv2d(channels, hidden, kernel_size=3, stride=2, padding=1))
+            strides.append(strides[-1] * 2)
+            channels = hidden
+        self.input_proj = nn.ModuleList(projs)  # replaces the single-level projection of DETRDetector
+        self.level_strides = strides
+        self.level_embed = nn.Parameter(torch.empty(len(projs), hidden))
+        nn.init.normal_(self.level_embed)
+
+    def encode(self, images: ImageList, mask: Tensor) -> EncoderMemory:
+        if not self.in_features:
+            return super().encode(images, mask)
+        features = self.backbone(images.tensor)
+        n_in = len(self.in_features)
+        maps = [proj(features[f]) for proj, f in zip(self.input_proj[:n_in], self.in_features)]
+        x = features[self.in_features[-1]]
+        for conv in self.input_proj[n_in:]:
+            x = conv(x)
+            maps.append(x)
+        srcs, poss, masks, shapes = [], [], [], []
+        for level, m in enumerate(maps):
+            level_mask = F.interpolate(mask[None].float(), size=m.shape[-2:]).to(torch.bool)[0]
+            pos = self.position_embedding(level_mask).to(m.dtype) + self.level_embed[level][:, None, None]
+            shapes.append(tuple(m.shape[-2:]))
+            srcs.append(m.flatten(2).transpose(1, 2))
+            poss.append(pos.flatten(2).transpose(1, 2))
+            masks.append(level_mask.flatten(1))
+        memory = self.encoder(srcs, poss, masks)
+        ref = n_in - 1
+        image_sizes = torch.tensor(images.image_sizes, dtype=torch.float32, device=self.device)
+        return EncoderMemory(
+            memory=torch.cat(memory, 1), pos=torch.cat(poss, 1), mask=torch.cat(masks, 1),
+            spatial_shape=shapes[ref], stride=self.level_strides[ref], image_sizes=image_sizes,
+            extra={"level_shapes": shapes, "level_strides": list(self.level_strides)},
+        )
+
+    @classmethod
+    def from_config(cls, cfg):
+        if not hasattr(cfg.MODEL, "SMCA_DETR"):
+            raise KeyError("config has no MODEL.SMCA_DETR: call sd_detr.config.add_smca_detr_config(cfg) before merging the file")
+        args = detr_common_from_config(cfg)
+        d, s = cfg.MODEL.DETR, cfg.MODEL.SMCA_DETR
+        args["query_init"] = LearnedQueries(d.NUM_QUERIES, d.HIDDEN_DIM)
+        num_levels = 1
+        if s.IN_FEATURES:
+            args["in_features"] = list(s.IN_FEATURES)
+            args["in_feature"] = s.IN_FEATURES[-1]
+            args["num_extra_levels"] = s.NUM_EXTRA_LEVELS
+            args["encoder"] = IntraMultiScaleEncoder(d.ENC_LAYERS, d.HIDDEN_DIM, d.NHEADS, d.DIM_FEEDFORWARD, d.DROPOUT,
+                                                     d.ACTIVATION, multi_scale_layers=s.ENC_MULTI_SCALE_LAYERS)
+            num_levels = len(s.IN_FEATURES) + s.NUM_EXTRA_LEVELS
+        args["decoder"] = SMCADecoder(d.DEC_LAYERS, d.HIDDEN_DIM, d.NHEADS, d.DIM_FEEDFORWARD, d.DROPOUT, d.ACTIVATION,
+                                      beta=s.BETA, head_specific=s.HEAD_SPECIFIC, scale_mode=s.SCALE_MODE,
+                                      center_mlp_layers=s.CENTER_MLP_LAYERS, num_levels=num_levels)
+        return args

@@ -3,12 +3,12 @@ from .assigner import HungarianAssigner
 from .assignment import Assignment
 from .backbone import build_detr_resnet, build_detr_resnet_backbone
 from .criterion import SetCriterion
-from .decoder import ConditionalDecoder, DABDecoder, DecoderOutput, EncoderMemory, SMCADecoder
+from .decoder import ConditionalDecoder, DABDecoder, DecoderOutput, DisentangledDecoder, EncoderMemory, SMCADecoder
 from .encoder import TransformerEncoder
 from .encoder_multiscale import IntraMultiScaleEncoder
-from .losses import FocalLoss, box_losses
+from .losses import FocalLoss, TaskAlignmentLoss, box_losses
 from .matcher import HungarianMatcher
-from .meta_arch import DABDETR, SMCADETR, ConditionalDETR, DETRDetector
-from .queries import AnchorQueries, LearnedQueries
+from .meta_arch import DABDETR, SDDETR, SMCADETR, ConditionalDETR, DETRDetector
+from .queries import AnchorQueries, LearnedQueries, MiniDetector, MiniDetectorQueries, TaskAwareQueryGenerator
 
 __all__ = [k for k in globals() if not k.startswith("_")]

@@ -2,6 +2,7 @@
 from .conditional_detr import ConditionalDETR
 from .dab_detr import DABDETR
 from .detr import DETRDetector
+from .sd_detr import SDDETR
 from .smca_detr import SMCADETR
 
-__all__ = ["ConditionalDETR", "DABDETR", "DETRDetector", "SMCADETR"]
+__all__ = ["ConditionalDETR", "DABDETR", "DETRDetector", "SDDETR", "SMCADETR"]

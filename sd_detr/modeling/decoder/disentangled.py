@@ -1,0 +1,159 @@
+"""SD-DETR's disentangled feature learning (DFL, Sec. 3.2.1, Eq. 3) and the decoders of its ablations.
+
+One layer class covers the three decoders of the paper's Tables 2 and 3, by two choices:
+- ``branches``: one query branch read by both heads (the baseline, Conditional DETR's decoder with
+  mini-detector queries) or two, "cls" and "loc", read by the class and the box head;
+- ``shared_self_attn``: with two branches, one self-attention over the channel concatenation of the
+  two queries (2C channels per query; SD-DETR), or one per branch (two complete decoders, Table 3's
+  "split decoder").
+Each branch has its own conditional cross-attention (:class:`~sd_detr.attention.ConditionalCrossAttention`:
+content query concatenated with the spatial query from its own reference, keys with the image
+position embedding), FFN, norms and residuals.
+
+Where the paper is silent this follows DESTR (helq2612/destr @13c1b95, ``models/transformer.py``),
+the split-cross-attention detector SD-DETR builds on:
+- l. 229-241: the references are the mini-detector's (not re-predicted from the queries); the
+  spatial query is the sine embedding of the reference centre times ``query_scale(output)``, and
+  ``pos_transformation`` is applied from the first layer on there, here from the second as in
+  Conditional DETR (its first layer has no decoder output to scale with);
+- l. 464-493: the shared self-attention runs on the 2C concatenation with one LayerNorm(2C) after the
+  residual, then l. 545-555 split it into the two C-channel halves;
+- l. 509-520: the cross-attention does not add the object query to the content query in the first
+  layer (Conditional DETR's ``ca_qpos_proj``), since the queries come from the mini-detector;
+- the self-attention's positional embedding is the sine embedding of the reference
+  (``destr.py:233``), here per branch (its own task-aware reference) and concatenated like the content.
+Box refinement between layers (optional) is two-stage Deformable DETR's (detrex
+``projects/deformable_detr/modeling/deformable_transformer.py:187-197``): the next layer's anchors are
+this layer's predicted boxes, detached.
+"""
+from typing import List, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ...attention import ConditionalCrossAttention, ConditionalSelfAttention
+from ...layers import FFN, MLP, inverse_sigmoid, sine_embedding
+from .base import DecoderOutput, EncoderMemory
+
+
+class DisentangledDecoderLayer(nn.Module):
+    """Self-attention (shared over the concatenated branches, or per branch), then per branch
+    conditional cross-attention and FFN; post-norm.
+
+    forward(tgts: list of [B, Q, C] per branch, query_pos: list of [B, Q, C] (self-attention
+    positional embeddings), spatial: list of [B, Q, C] (cross-attention spatial queries before their
+    projection), mem) -> list of [B, Q, C].
+    """
+
+    def __init__(self, d_model: int = 256, nhead: int = 8, dim_feedforward: int = 2048, dropout: float = 0.1,
+                 activation="relu", num_branches: int = 2, shared_self_attn: bool = True):
+        super().__init__()
+        self.d_model = d_model
+        self.num_branches = num_branches
+        self.shared_self_attn = shared_self_attn or num_branches == 1
+        sa_width = num_branches * d_model if self.shared_self_attn else d_model
+        num_sa = 1 if self.shared_self_attn else num_branches
+        self.self_attn = nn.ModuleList(ConditionalSelfAttention(sa_width, nhead, dropout) for _ in range(num_sa))
+        self.dropout1 = nn.ModuleList(nn.Dropout(dropout) for _ in range(num_sa))
+        self.norm1 = nn.ModuleList(nn.LayerNorm(sa_width) for _ in range(num_sa))
+        self.cross_attn = nn.ModuleList(ConditionalCrossAttention(d_model, nhead, dropout) for _ in range(num_branches))
+        self.dropout2 = nn.ModuleList(nn.Dropout(dropout) for _ in range(num_branches))
+        self.norm2 = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(num_branches))
+        self.ffn = nn.ModuleList(FFN(d_model, dim_feedforward, dropout, activation) for _ in range(num_branches))
+
+    def _self_attention(self, i: int, x: Tensor, pos: Tensor) -> Tensor:
+        return self.norm1[i](x + self.dropout1[i](self.self_attn[i](x, pos)))
+
+    def forward(self, tgts: List[Tensor], query_pos: List[Tensor], spatial: List[Tensor], mem: EncoderMemory) -> List[Tensor]:
+        if self.shared_self_attn:
+            joint = self._self_attention(0, torch.cat(tgts, dim=-1), torch.cat(query_pos, dim=-1))
+            tgts = list(joint.split(self.d_model, dim=-1))
+        else:
+            tgts = [self._self_attention(b, t, p) for b, (t, p) in enumerate(zip(tgts, query_pos))]
+        out = []
+        for b, tgt in enumerate(tgts):
+            ca = self.cross_attn[b](tgt, mem.memory, mem.pos, spatial[b], key_padding_mask=mem.mask)
+            tgt = self.norm2[b](tgt + self.dropout2[b](ca))
+            out.append(self.ffn[b](tgt))
+        return out
+
+
+class DisentangledDecoder(nn.Module):
+    """L :class:`DisentangledDecoderLayer` on anchor-box queries.
+
+    Input queries (from :class:`~sd_detr.modeling.queries.MiniDetectorQueries`): ``anchors`` [B, Q, 4]
+    normalised cxcywh, ``content`` {branch: [B, Q, C]}, optional ``offsets`` {branch: [B, Q, 2]}
+    (task-aware reference offsets from the anchor centre, normalised image units).
+
+    Per layer and branch the reference point is ``anchor centre + offset`` (clamped to [0, 1]), its sine
+    embedding PE is the self-attention positional embedding, and ``PE * query_scale(branch output)``
+    (x1 in the first layer) the cross-attention spatial query (Conditional DETR).
+
+    Args:
+        branches: names; the first feeds the class head, the last the box head (one name: shared).
+        shared_self_attn: with two branches, one self-attention over their concatenation (SD-DETR)
+            instead of one per branch (two complete decoders).
+        refine_anchors: replace the anchors after each layer by that layer's predicted boxes (detached;
+            needs the detector's ``box_head``). False keeps the mini-detector's anchors in every layer.
+        reference_eps: eps of ``inverse_sigmoid`` in the refinement (the detector's ``reference_eps``).
+
+    Output: :class:`DecoderOutput` with ``hidden`` [L, B, Q, C] of the first branch, ``box_hidden`` of the
+    last (None with one branch), ``references`` [L, B, Q, 4] the anchors each layer's boxes are relative
+    to, ``extra["reference_points"]`` {branch: [L, B, Q, 2]}.
+    """
+
+    def __init__(self, num_layers: int = 6, d_model: int = 256, nhead: int = 8, dim_feedforward: int = 2048,
+                 dropout: float = 0.1, activation="relu", branches: Sequence[str] = ("cls", "loc"),
+                 shared_self_attn: bool = True, refine_anchors: bool = False, reference_eps: float = 1e-5):
+        super().__init__()
+        self.branches = tuple(branches)
+        if not 1 <= len(self.branches) <= 2 or len(set(self.branches)) != len(self.branches):
+            raise ValueError(f"DisentangledDecoder: branches must be one or two distinct names, got {branches}")
+        nb = len(self.branches)
+        self.layers = nn.ModuleList(
+            DisentangledDecoderLayer(d_model, nhead, dim_feedforward, dropout, activation, nb, shared_self_attn)
+            for _ in range(num_layers)
+        )
+        self.d_model = d_model
+        self.refine_anchors = refine_anchors
+        self.reference_eps = reference_eps
+        self.query_scale = nn.ModuleList(MLP(d_model, d_model, d_model, 2) for _ in range(nb))
+        self.norm = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(nb))
+        # Xavier for every matrix of the decoder, as the official DETR-family transformers.
+        for p in self.parameters():
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+
+    def forward(self, mem: EncoderMemory, queries: dict, box_head: Optional[nn.Module] = None) -> DecoderOutput:
+        if self.refine_anchors and box_head is None:
+            raise ValueError("DisentangledDecoder: refine_anchors needs the detector's box_head")
+        anchors = queries["anchors"]
+        offsets = queries.get("offsets") or {}
+        tgts = [queries["content"][b] for b in self.branches]
+        hidden = [[] for _ in self.branches]
+        references, points = [], [[] for _ in self.branches]
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            centres = [anchors[..., :2] + offsets[b] if b in offsets else anchors[..., :2] for b in self.branches]
+            centres = [c.clamp(0.0, 1.0) for c in centres]
+            query_pos = [sine_embedding(c, self.d_model // 2).to(anchors.dtype) for c in centres]
+            if i == 0:
+                spatial = query_pos
+            else:
+                spatial = [p * self.query_scale[b](t) for b, (p, t) in enumerate(zip(query_pos, tgts))]
+            tgts = layer(tgts, query_pos, spatial, mem)
+            normed = [self.norm[b](t) for b, t in enumerate(tgts)]
+            for b in range(len(self.branches)):
+                hidden[b].append(normed[b])
+                points[b].append(centres[b])
+            references.append(anchors)
+            if self.refine_anchors and i < last:
+                delta = box_head(normed[-1])
+                anchors = (delta + inverse_sigmoid(anchors, self.reference_eps)).sigmoid().detach()
+        hidden = [torch.stack(h) for h in hidden]
+        return DecoderOutput(
+            hidden=hidden[0],
+            references=torch.stack(references),
+            box_hidden=hidden[-1] if len(hidden) > 1 else None,
+            extra={"reference_points": {b: torch.stack(p) for b, p in zip(self.branches, points)}},
+        )

@@ -1,5 +1,5 @@
 """Models: importing this package registers the backbones and meta-architectures with Detectron2."""
-from .assigner import HungarianAssigner
+from .assigner import CrossStageAssigner, HungarianAssigner
 from .assignment import Assignment
 from .backbone import build_detr_resnet, build_detr_resnet_backbone
 from .criterion import SetCriterion

@@ -76,23 +76,38 @@ class SetCriterion(nn.Module):
             torch.distributed.all_reduce(n)
         return torch.clamp(n / comm.get_world_size(), min=1).item()
 
-    def stage_losses(self, out: dict, assignment: Assignment, num_boxes: float, class_loss) -> Dict[str, Tensor]:
-        losses = {"loss_class": class_loss(out["pred_logits"], out["pred_boxes"], assignment, num_boxes)}
-        losses.update(box_losses(out["pred_boxes"], assignment, num_boxes))
+    def stage_losses(self, out: dict, assignment: Assignment, num_boxes: float, class_loss,
+                     class_num_boxes: Optional[float] = None,
+                     box_num_boxes: Optional[float] = None) -> Dict[str, Tensor]:
+        """Weighted losses of one stage; ``class_num_boxes`` / ``box_num_boxes`` override ``num_boxes`` as
+        the divisor of the classification / box losses (assigners with their own normaliser)."""
+        class_n = num_boxes if class_num_boxes is None else class_num_boxes
+        box_n = num_boxes if box_num_boxes is None else box_num_boxes
+        losses = {"loss_class": class_loss(out["pred_logits"], out["pred_boxes"], assignment, class_n)}
+        losses.update(box_losses(out["pred_boxes"], assignment, box_n))
         return {k: v * self.weight_dict.get(k, 1.0) for k, v in losses.items()}
+
+    def loss_normalizers(self, assignments: List[Assignment], targets: List[dict], num_boxes: float) -> list:
+        """Per stage (classification, box) divisor: ``num_boxes`` for both, unless the assigner defines
+        ``loss_normalizers(assignments, targets, num_boxes)`` (e.g. :class:`CrossStageAssigner`)."""
+        hook = getattr(self.assigner, "loss_normalizers", None)
+        if hook is None:
+            return [(num_boxes, num_boxes)] * len(assignments)
+        return hook(assignments, targets, num_boxes)
 
     def forward(self, outputs: dict, targets: List[dict]) -> Dict[str, Tensor]:
         final = {"pred_logits": outputs["pred_logits"], "pred_boxes": outputs["pred_boxes"]}
         stages = list(outputs.get("aux_outputs", [])) + [final]
         num_boxes = self.num_boxes(targets, outputs["pred_logits"].device)
         assignments = self.assigner(stages, targets, self.matcher)
+        normalizers = self.loss_normalizers(assignments, targets, num_boxes)
         losses = {}
         last = len(stages) - 1
-        for i, (out, assignment) in enumerate(zip(stages, assignments)):
+        for i, (out, assignment, (class_n, box_n)) in enumerate(zip(stages, assignments, normalizers)):
             if i < last and not self.aux_loss:
                 continue
             suffix = "" if i == last else f"_{i}"
-            for k, v in self.stage_losses(out, assignment, num_boxes, self.class_loss).items():
+            for k, v in self.stage_losses(out, assignment, num_boxes, self.class_loss, class_n, box_n).items():
                 losses[k + suffix] = v
         for name, out in outputs.get("extra_outputs", {}).items():
             assignment = Assignment.from_matches(self.matcher(out["pred_logits"], out["pred_boxes"], targets), targets)

@@ -44,6 +44,9 @@ def cross_attentions(decoder, layer):
     found = [(name, m) for name, m in layers[layer].named_modules() if isinstance(m, ConditionalCrossAttention)]
     if not found:
         raise ValueError(f"decoder layer {layer} of {type(decoder).__name__} has no conditional cross-attention")
+    branches = getattr(decoder, "branches", None)  # SD-DETR: cross_attn.0 / .1 are the "cls" / "loc" branches
+    if branches and len(branches) == len(found) > 1:
+        found = [(f"{b} branch", m) for b, (_, m) in zip(branches, found)]
     return found
 
 

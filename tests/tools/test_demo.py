@@ -4,6 +4,7 @@ import sys
 
 import cv2
 import numpy as np
+import pytest
 import torch
 from detectron2.config import LazyConfig, get_cfg, instantiate
 from detectron2.engine import DefaultPredictor
@@ -50,10 +51,12 @@ def test_demo_draws_every_readable_image_and_reports_unreadable_ones_by_name(syn
     assert any("broken.png" in line for line in errors) and any("missing.png" in line for line in errors)
 
 
-def test_detectron2_default_predictor_runs_a_yacs_config_unchanged(tmp_path):
+@pytest.mark.parametrize("yaml", sorted(glob.glob(f"{REPO}/projects/*/configs/yacs/*_r50_12ep.yaml")),
+                         ids=os.path.basename)
+def test_detectron2_default_predictor_runs_a_yacs_config_unchanged(tmp_path, yaml):
     cfg = get_cfg()
     add_all_configs(cfg)
-    cfg.merge_from_file(YAML)
+    cfg.merge_from_file(yaml)
     # shrink the R50 model of the yaml so that the test is fast; the keys are the yaml's
     cfg.merge_from_list(["MODEL.RESNETS.DEPTH", 18, "MODEL.RESNETS.RES2_OUT_CHANNELS", 16,
                          "MODEL.RESNETS.STEM_OUT_CHANNELS", 16, "MODEL.DETR.HIDDEN_DIM", 32, "MODEL.DETR.NHEADS", 2,
@@ -69,5 +72,5 @@ def test_detectron2_default_predictor_runs_a_yacs_config_unchanged(tmp_path):
     predictor = DefaultPredictor(cfg)
     bgr = (np.random.RandomState(0).rand(120, 200, 3) * 255).astype(np.uint8)
     inst = predictor(bgr)["instances"]
-    assert len(inst) == 100 and inst.image_size == (120, 200)
+    assert len(inst) == cfg.MODEL.DETR.NUM_SELECT and inst.image_size == (120, 200)
     assert (inst.pred_boxes.tensor[:, 2] <= 200).all() and (inst.pred_boxes.tensor[:, 3] <= 120).all()

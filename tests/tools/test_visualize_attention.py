@@ -45,3 +45,18 @@ def test_tool_writes_a_png_for_a_saved_checkpoint(synthetic_root, tmp_path):
         del os.environ["SD_DETR_SYNTHETIC_ROOT"]
     png = cv2.imread(str(out))
     assert png is not None and png.shape[0] > png.shape[1] / 5 * 2  # three rows of panels
+
+
+def test_sd_detr_gives_one_map_per_branch_and_the_branches_differ():
+    torch.manual_seed(0)
+    model = instantiate(LazyConfig.load(f"{REPO}/projects/sd_detr/configs/sd_detr_tiny_synthetic.py").model).eval()
+    image = torch.randint(0, 256, (3, 96, 130), dtype=torch.uint8)
+    maps, _, _, _ = visualize_attention.attention_for_detection(model, image, layer=-1, detection=0)
+    assert len(maps) == 2  # classification and localization cross-attention, drawn side by side
+    assert list(maps) == ["cls branch", "loc branch"]
+    cls_maps, loc_maps = maps.values()
+    heads = model.decoder.layers[-1].cross_attn[0].nhead
+    for w in (cls_maps["combined"], loc_maps["combined"]):
+        assert w.shape == (heads, 6, 9) and torch.allclose(w.sum((1, 2)), torch.ones(heads), atol=1e-5)
+    # separate queries and projections: the two branches do not attend alike
+    assert not torch.allclose(cls_maps["combined"], loc_maps["combined"], atol=1e-3)

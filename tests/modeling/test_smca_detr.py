@@ -171,3 +171,21 @@ def test_official_post_processing_keeps_top_300():
     cfg = get_cfg()
     add_smca_detr_config(cfg)
     assert cfg.MODEL.DETR.NUM_SELECT == 300 and cfg.MODEL.SMCA_DETR.BETA == 8.0
+
+
+@pytest.mark.parametrize("name", ["smca_detr_r50_50ep", "smca_detr_r50_multiscale_50ep"])
+def test_fvcore_traces_the_eval_forward_and_counts_every_level(name):
+    # tools/benchmark.py's GFLOPs: under tracing ImageList's sizes are tensors (the multi-scale encode
+    # once failed on them)
+    from sd_detr.utils.flops import flop_count_analysis
+
+    torch.manual_seed(0)
+    model = instantiate(shrink_model_config(LazyConfig.load(f"{CONFIGS}/{name}.py").model)).eval()
+    image = torch.randint(0, 256, (3, 128, 192), dtype=torch.uint8)
+    with torch.no_grad():
+        analysis = flop_count_analysis(model, image)
+        analysis.unsupported_ops_warnings(False)
+        analysis.uncalled_modules_warnings(False)
+        by_module = analysis.by_module()
+    assert by_module["detector.encoder"] > 0 and by_module["detector.decoder"] > 0
+    assert analysis.total() > by_module["detector.backbone"]

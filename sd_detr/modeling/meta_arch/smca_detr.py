@@ -91,7 +91,9 @@ class SMCADETR(DETRDetector):
             masks.append(level_mask.flatten(1))
         memory = self.encoder(srcs, poss, masks)
         ref = n_in - 1
-        image_sizes = torch.tensor(images.image_sizes, dtype=torch.float32, device=self.device)
+        # int(): under tracing (fvcore) ImageList holds the sizes as tensors
+        image_sizes = torch.tensor([[int(h), int(w)] for h, w in images.image_sizes], dtype=torch.float32,
+                                   device=self.device)
         return EncoderMemory(
             memory=torch.cat(memory, 1), pos=torch.cat(poss, 1), mask=torch.cat(masks, 1),
             spatial_shape=shapes[ref], stride=self.level_strides[ref], image_sizes=image_sizes,

@@ -6,7 +6,7 @@ workers when training in several processes, plain BatchNorm in one), 64-d transf
 with 4 heads, 2 encoder and 3 decoder layers, 30 queries, no dropout. Budget in
 configs/common/synthetic_train.py.
 """
-from sd_detr.config import get_config
+from sd_detr.config import apply_tiny_synthetic_size, get_config
 
 from .models.conditional_detr_r50 import model
 
@@ -15,12 +15,4 @@ _budget = get_config("common/synthetic_train.py")
 optimizer, lr_multiplier, train = _budget.optimizer, _budget.lr_multiplier, _budget.train
 train.output_dir = "./output/conditional_detr_tiny_synthetic"
 
-model.backbone.update(depth=18, out_features=["res4"], stem_out_channels=16, res2_out_channels=16, freeze_at=0, norm="naiveSyncBN")
-model.in_feature = "res4"
-model.hidden_dim = 64
-model.num_classes = 5
-model.num_select = 50
-model.position_embedding.num_pos_feats = 32
-model.encoder.update(num_layers=2, d_model=64, nhead=4, dim_feedforward=256, dropout=0.0)
-model.decoder.update(num_layers=3, nhead=4, dim_feedforward=256, dropout=0.0)
-model.query_init.num_queries = 30
+apply_tiny_synthetic_size(model)

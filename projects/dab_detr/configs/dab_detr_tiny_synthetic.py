@@ -10,7 +10,7 @@ within the tiny budget (COCO AP50 0.6 after 1500 iterations, 6.0 after 3000; wit
 projects/dab_detr/README.md).
 Budget in configs/common/synthetic_train.py.
 """
-from sd_detr.config import get_config
+from sd_detr.config import apply_tiny_synthetic_size, get_config
 
 from .models.dab_detr_r50 import model
 
@@ -19,13 +19,5 @@ _budget = get_config("common/synthetic_train.py")
 optimizer, lr_multiplier, train = _budget.optimizer, _budget.lr_multiplier, _budget.train
 train.output_dir = "./output/dab_detr_tiny_synthetic"
 
-model.backbone.update(depth=18, out_features=["res4"], stem_out_channels=16, res2_out_channels=16, freeze_at=0, norm="naiveSyncBN")
-model.in_feature = "res4"
-model.hidden_dim = 64
-model.num_classes = 5
-model.num_select = 50
-model.position_embedding.num_pos_feats = 32
-model.encoder.update(num_layers=2, d_model=64, nhead=4, dim_feedforward=256, dropout=0.0)
-model.decoder.update(num_layers=3, nhead=4, dim_feedforward=256, dropout=0.0)
-model.query_init.num_queries = 30
+apply_tiny_synthetic_size(model)
 model.criterion.weight_dict["loss_class"] = 2.0

@@ -5,7 +5,7 @@ The dimensions, data and budget of conditional_detr_tiny_synthetic.py: a narrow 
 layers, 30 queries, no dropout; the SMCA decoder with multi-head modulation (beta 8, centre in stride-16
 cells). Budget in configs/common/synthetic_train.py.
 """
-from sd_detr.config import get_config
+from sd_detr.config import apply_tiny_synthetic_size, get_config
 
 from .models.smca_detr_r50 import model
 
@@ -14,12 +14,4 @@ _budget = get_config("common/synthetic_train.py")
 optimizer, lr_multiplier, train = _budget.optimizer, _budget.lr_multiplier, _budget.train
 train.output_dir = "./output/smca_detr_tiny_synthetic"
 
-model.backbone.update(depth=18, out_features=["res4"], stem_out_channels=16, res2_out_channels=16, freeze_at=0, norm="naiveSyncBN")
-model.in_feature = "res4"
-model.hidden_dim = 64
-model.num_classes = 5
-model.num_select = 50
-model.position_embedding.num_pos_feats = 32
-model.encoder.update(num_layers=2, d_model=64, nhead=4, dim_feedforward=256, dropout=0.0)
-model.decoder.update(num_layers=3, nhead=4, dim_feedforward=256, dropout=0.0)
-model.query_init.num_queries = 30
+apply_tiny_synthetic_size(model)

@@ -108,7 +108,11 @@ TABLES: Dict[str, Table] = {
                                      ("SMCA-DETR", "smca_detr"), ("SD-DETR", "sd_detr"))
               for row in (Row(name, f"projects/{proj}/configs/{proj}_tiny_synthetic.py"),
                           Row(f"{name} + cross-stage assigner",
-                              f"projects/{proj}/configs/{proj}_tiny_synthetic_stage_assigner.py"))],
+                              f"projects/{proj}/configs/{proj}_tiny_synthetic_stage_assigner.py"))]
+        + [Row(f"{name} + cross-stage assigner, own matches always positive (not in the paper)",
+               f"projects/{proj}/configs/{proj}_tiny_synthetic_stage_assigner.py",
+               ("model.criterion.assigner.keep_own_matches=True",))
+           for name, proj in (("Conditional DETR", "conditional_detr"), ("DAB-DETR", "dab_detr"))],
     ),
 }
 

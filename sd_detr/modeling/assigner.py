@@ -118,13 +118,18 @@ class CrossStageAssigner(HungarianAssigner):
             None = every stage (appendix J); ``[]`` turns the assigner off (= :class:`HungarianAssigner`).
         box_targets: "own" (the paper) or "best_iou" (Table 12).
         num_repeats, repeat_stages: as :class:`HungarianAssigner` (1 = one-to-one, as the paper).
+        keep_own_matches: not in the paper or the official code (default False): the stage's own
+            Hungarian match is a classification positive whatever its IoU, as in plain DETR training,
+            and the other stages only add labels. Without it a detector trained from scratch gets
+            almost no classification positives until its boxes reach IoU 0.5 (docs/ablations.md).
     """
 
     BOX_TARGETS = ("own", "best_iou")
 
     def __init__(self, iou_threshold: float = 0.5, lower_offset: Optional[int] = -1,
                  upper_offset: Optional[int] = None, stages: Optional[Sequence[int]] = None,
-                 box_targets: str = "own", num_repeats: int = 1, repeat_stages: Optional[Sequence[int]] = None):
+                 box_targets: str = "own", num_repeats: int = 1, repeat_stages: Optional[Sequence[int]] = None,
+                 keep_own_matches: bool = False):
         super().__init__(num_repeats=num_repeats, repeat_stages=repeat_stages)
         if box_targets not in self.BOX_TARGETS:
             raise ValueError(f"CrossStageAssigner: box_targets must be one of {self.BOX_TARGETS}, got {box_targets!r}")
@@ -135,6 +140,7 @@ class CrossStageAssigner(HungarianAssigner):
         self.upper_offset = upper_offset
         self.stages = None if stages is None else list(stages)
         self.box_targets = box_targets
+        self.keep_own_matches = keep_own_matches
 
     def stage_range(self, stage: int, num_stages: int) -> range:
         """0-based stages [alpha_i, beta_i] whose matches feed stage ``stage``'s bags."""
@@ -184,6 +190,13 @@ class CrossStageAssigner(HungarianAssigner):
         g = torch.cat([c[2] for c in cand])
         iou = elementwise_box_iou(box_cxcywh_to_xyxy(pred_boxes[b, q].float()), box_cxcywh_to_xyxy(gt_boxes[g].float()))
         keep = iou >= self.iou_threshold  # NaN (degenerate box) never passes
+        if self.keep_own_matches:  # the own matches join as candidates that always pass
+            own = flat(own_matches)
+            own_iou = elementwise_box_iou(box_cxcywh_to_xyxy(pred_boxes[own[0], own[1]].float()),
+                                          box_cxcywh_to_xyxy(gt_boxes[own[2]].float()))
+            b, q, g = torch.cat([b, own[0]]), torch.cat([q, own[1]]), torch.cat([g, own[2]])
+            iou = torch.cat([iou, torch.nan_to_num(own_iou, nan=0.0)])
+            keep = torch.cat([keep, torch.ones_like(own[0], dtype=torch.bool)])
         b, q, g, iou = b[keep], q[keep], g[keep], iou[keep]
         labels = gt_labels[g]
 

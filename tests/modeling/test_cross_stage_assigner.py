@@ -106,6 +106,18 @@ def test_bags_gather_matches_of_stages_in_range_with_iou_at_least_eta():
     assert [bags_of(a) for a in assignments] == BAGS
 
 
+def test_keep_own_matches_adds_each_stage_own_match_whatever_its_iou():
+    stages, targets, matcher = hand_made_stages()
+    assignments = CrossStageAssigner(keep_own_matches=True)(stages, targets, matcher)
+    expected = [
+        {0: {0, 2}, 1: {1}, 2: {2}, 3: {0}},  # S1: q2's own t2 (IoU 0.4925) is kept now
+        {0: {2}, 1: {1}, 2: {2}, 3: {0}, 4: {1}},  # S2: q3's own t0 (below eta) is kept now
+        BAGS[2],  # S3: every own match was above eta already
+    ]
+    assert [bags_of(a) for a in assignments] == expected
+    assert [bags_of(a) for a in CrossStageAssigner()(stages, targets, matcher)] == BAGS  # default: paper
+
+
 def test_localisation_stays_the_stage_own_one_to_one_match():
     stages, targets, matcher = hand_made_stages()
     for i, a in enumerate(CrossStageAssigner()(stages, targets, matcher)):

@@ -43,6 +43,9 @@ class DETRDetector(nn.Module):
         reference_eps: eps of ``inverse_sigmoid`` when adding the reference to the box logits.
         size_divisibility: pad the batch to a multiple of this (0 = to the largest image, as officially).
         aux_loss: supervise every decoder layer.
+        channels_last: run the backbone and the input projection in channels-last memory format: oneDNN
+            (CPU) and cuDNN convolutions are much faster in it (Conditional DETR-R50 inference at 800x1216
+            on 2 CPU threads: 1.46 s -> 0.88 s, docs/benchmarks.md). Same weights and state dict.
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class DETRDetector(nn.Module):
         reference_eps: float = 1e-5,
         size_divisibility: int = 0,
         aux_loss: bool = True,
+        channels_last: bool = True,
     ):
         super().__init__()
         self.backbone = backbone
@@ -93,6 +97,10 @@ class DETRDetector(nn.Module):
         if len(pixel_mean) != len(pixel_std):
             raise ValueError(f"pixel_mean {pixel_mean} and pixel_std {pixel_std} differ in length")
         self._init_heads()
+        self.channels_last = channels_last
+        if channels_last:
+            self.backbone.to(memory_format=torch.channels_last)
+            self.input_proj.to(memory_format=torch.channels_last)
 
     def _init_heads(self):
         # Focal-loss prior: every class starts at probability 0.01 (official conditional_detr.py:53-56).
@@ -127,8 +135,14 @@ class DETRDetector(nn.Module):
         return targets
 
     # ------------------------------------------------------------------ model
+    def backbone_input(self, images: ImageList) -> Tensor:
+        """The padded batch [B, 3, H, W] in the backbone's memory format."""
+        if self.channels_last:
+            return images.tensor.contiguous(memory_format=torch.channels_last)
+        return images.tensor
+
     def encode(self, images: ImageList, mask: Tensor) -> EncoderMemory:
-        features = self.backbone(images.tensor)[self.in_feature]
+        features = self.backbone(self.backbone_input(images))[self.in_feature]
         feat_mask = F.interpolate(mask[None].float(), size=features.shape[-2:]).to(torch.bool)[0]
         pos = self.position_embedding(feat_mask).to(features.dtype)
         src = self.input_proj(features)

@@ -74,7 +74,7 @@ class SMCADETR(DETRDetector):
     def encode(self, images: ImageList, mask: Tensor) -> EncoderMemory:
         if not self.in_features:
             return super().encode(images, mask)
-        features = self.backbone(images.tensor)
+        features = self.backbone(self.backbone_input(images))
         n_in = len(self.in_features)
         maps = [proj(features[f]) for proj, f in zip(self.input_proj[:n_in], self.in_features)]
         x = features[self.in_features[-1]]

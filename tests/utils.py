@@ -30,6 +30,23 @@ def shrink_model_config(model_cfg):
     return model_cfg
 
 
+def tiny_synthetic_yacs(cfg, meta_architecture):
+    """The yacs twin of ``sd_detr.config.apply_tiny_synthetic_size``: set ``cfg`` (with the detector's keys
+    already added) to the size of the ``*_tiny_synthetic.py`` configs, on CPU. Returns ``cfg``."""
+    cfg.MODEL.META_ARCHITECTURE = meta_architecture
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.RESNETS.DEPTH = 18
+    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 16
+    cfg.MODEL.RESNETS.STEM_OUT_CHANNELS = 16
+    cfg.MODEL.RESNETS.OUT_FEATURES = ["res4"]
+    cfg.MODEL.BACKBONE.FREEZE_AT = 0
+    cfg.MODEL.RESNETS.NORM = "naiveSyncBN"
+    d = cfg.MODEL.DETR
+    d.IN_FEATURE, d.HIDDEN_DIM, d.NHEADS, d.DIM_FEEDFORWARD = "res4", 64, 4, 256
+    d.ENC_LAYERS, d.DEC_LAYERS, d.NUM_QUERIES, d.NUM_CLASSES, d.DROPOUT = 2, 3, 30, 5, 0.0
+    return cfg
+
+
 def random_batch(num_classes, sizes=((64, 80), (72, 56)), with_instances=True, seed=0):
     """Detectron2-style inputs: uint8 RGB images with a few random boxes each."""
     from detectron2.structures import Boxes, Instances

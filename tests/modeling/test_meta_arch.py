@@ -5,7 +5,7 @@ from detectron2.modeling import build_model
 from sd_detr.config import add_detr_config
 from sd_detr.modeling import ConditionalDETR
 
-from ..utils import REPO, random_batch, shrink_model_config
+from ..utils import REPO, random_batch, shrink_model_config, tiny_synthetic_yacs
 
 TINY = f"{REPO}/projects/conditional_detr/configs/conditional_detr_tiny_synthetic.py"
 
@@ -75,18 +75,7 @@ def test_training_forward_returns_weighted_losses_for_every_decoder_layer_and_ba
 def test_build_model_from_yacs_config_matches_the_lazy_config_model():
     cfg = get_cfg()
     add_detr_config(cfg)
-    cfg.MODEL.META_ARCHITECTURE = "ConditionalDETR"
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.MODEL.RESNETS.DEPTH = 18
-    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 16
-    cfg.MODEL.RESNETS.STEM_OUT_CHANNELS = 16
-    cfg.MODEL.RESNETS.OUT_FEATURES = ["res4"]
-    cfg.MODEL.BACKBONE.FREEZE_AT = 0
-    cfg.MODEL.RESNETS.NORM = "naiveSyncBN"
-    d = cfg.MODEL.DETR
-    d.IN_FEATURE, d.HIDDEN_DIM, d.NHEADS, d.DIM_FEEDFORWARD = "res4", 64, 4, 256
-    d.ENC_LAYERS, d.DEC_LAYERS, d.NUM_QUERIES, d.NUM_CLASSES, d.DROPOUT = 2, 3, 30, 5, 0.0
-    yacs_model = build_model(cfg)
+    yacs_model = build_model(tiny_synthetic_yacs(cfg, "ConditionalDETR"))
     lazy_cfg = LazyConfig.load(TINY)
     lazy_model = instantiate(lazy_cfg.model)
     assert isinstance(yacs_model, ConditionalDETR)

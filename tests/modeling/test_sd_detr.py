@@ -9,7 +9,7 @@ from sd_detr.config import add_sd_detr_config
 from sd_detr.layers import inverse_sigmoid
 from sd_detr.modeling import SDDETR, FocalLoss, TaskAlignmentLoss
 
-from ..utils import REPO, random_batch
+from ..utils import REPO, random_batch, tiny_synthetic_yacs
 
 CONFIGS = f"{REPO}/projects/sd_detr/configs"
 TINY = f"{CONFIGS}/sd_detr_tiny_synthetic.py"
@@ -69,17 +69,7 @@ ROWS = {
 def _yacs_cfg(decoder, taq, tal):
     cfg = get_cfg()
     add_sd_detr_config(cfg)
-    cfg.MODEL.META_ARCHITECTURE = "SDDETR"
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.MODEL.RESNETS.DEPTH = 18
-    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 16
-    cfg.MODEL.RESNETS.STEM_OUT_CHANNELS = 16
-    cfg.MODEL.RESNETS.OUT_FEATURES = ["res4"]
-    cfg.MODEL.BACKBONE.FREEZE_AT = 0
-    cfg.MODEL.RESNETS.NORM = "BN"
-    d = cfg.MODEL.DETR
-    d.IN_FEATURE, d.HIDDEN_DIM, d.NHEADS, d.DIM_FEEDFORWARD = "res4", 64, 4, 256
-    d.ENC_LAYERS, d.DEC_LAYERS, d.NUM_QUERIES, d.NUM_CLASSES, d.DROPOUT = 2, 3, 30, 5, 0.0
+    tiny_synthetic_yacs(cfg, "SDDETR")
     s = cfg.MODEL.SD_DETR
     s.DECODER, s.TASK_AWARE_QUERIES, s.TASK_ALIGNMENT_LOSS = decoder, taq, tal
     s.NUM_REPEATS = 2 if tal else 1

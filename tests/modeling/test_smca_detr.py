@@ -11,7 +11,7 @@ from sd_detr.modeling import IntraMultiScaleEncoder, SMCADecoder, SMCADETR
 from sd_detr.modeling.decoder.base import EncoderMemory
 from sd_detr.modeling.decoder.smca import memory_levels
 
-from ..utils import REPO, random_batch, shrink_model_config
+from ..utils import REPO, random_batch, shrink_model_config, tiny_synthetic_yacs
 
 CONFIGS = f"{REPO}/projects/smca_detr/configs"
 TINY = f"{CONFIGS}/smca_detr_tiny_synthetic.py"
@@ -132,17 +132,8 @@ def test_modulation_variants_build_and_train(head_specific, scale_mode, scale_di
 def _yacs_cfg(multiscale=False):
     cfg = get_cfg()
     add_smca_detr_config(cfg)
-    cfg.MODEL.META_ARCHITECTURE = "SMCADETR"
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.MODEL.RESNETS.DEPTH = 18
-    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 16
-    cfg.MODEL.RESNETS.STEM_OUT_CHANNELS = 16
-    cfg.MODEL.RESNETS.OUT_FEATURES = ["res4"]
-    cfg.MODEL.BACKBONE.FREEZE_AT = 0
-    cfg.MODEL.RESNETS.NORM = "BN"
-    d = cfg.MODEL.DETR
-    d.IN_FEATURE, d.HIDDEN_DIM, d.NHEADS, d.DIM_FEEDFORWARD = "res4", 64, 4, 256
-    d.ENC_LAYERS, d.DEC_LAYERS, d.NUM_QUERIES, d.NUM_CLASSES, d.DROPOUT, d.NUM_SELECT = 2, 3, 30, 5, 0.0, 50
+    tiny_synthetic_yacs(cfg, "SMCADETR")
+    cfg.MODEL.DETR.NUM_SELECT = 50
     if multiscale:
         cfg.MODEL.RESNETS.OUT_FEATURES = ["res4", "res5"]
         cfg.MODEL.SMCA_DETR.IN_FEATURES = ["res4", "res5"]

@@ -11,6 +11,23 @@ def official_resnet50(prefix="backbone.0.body."):
             if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}
 
 
+def official_detr_encoder(d=256, ffn=2048, layers=6):
+    """DETR's post-norm encoder layers (``transformer.encoder.layers.{i}``: packed q/k/v self-attention,
+    two linear maps, two norms), as Conditional DETR, DAB-DETR and SMCA-DETR all store them."""
+    sd = {}
+    for i in range(layers):
+        p = f"transformer.encoder.layers.{i}"
+        sd[f"{p}.self_attn.in_proj_weight"] = torch.randn(3 * d, d)
+        sd[f"{p}.self_attn.in_proj_bias"] = torch.randn(3 * d)
+        for name, shape in (("self_attn.out_proj", (d, d)), ("linear1", (ffn, d)), ("linear2", (d, ffn))):
+            sd[f"{p}.{name}.weight"] = torch.randn(shape)
+            sd[f"{p}.{name}.bias"] = torch.randn(shape[0])
+        for name in ("norm1", "norm2"):
+            sd[f"{p}.{name}.weight"] = torch.randn(d)
+            sd[f"{p}.{name}.bias"] = torch.randn(d)
+    return sd
+
+
 def official_conditional_detr(num_classes=91, d=256, ffn=2048, layers=6, queries=300):
     """Atten4Vis/ConditionalDETR models/{conditional_detr,transformer}.py parameter names."""
     sd = official_resnet50()
@@ -20,15 +37,7 @@ def official_conditional_detr(num_classes=91, d=256, ffn=2048, layers=6, queries
     def put(prefix, params):
         sd.update({f"{prefix}.{k}": v for k, v in params.items()})
 
-    for i in range(layers):
-        p = f"transformer.encoder.layers.{i}"
-        sd[f"{p}.self_attn.in_proj_weight"] = torch.randn(3 * d, d)
-        sd[f"{p}.self_attn.in_proj_bias"] = torch.randn(3 * d)
-        put(f"{p}.self_attn.out_proj", lin(d, d))
-        put(f"{p}.linear1", lin(ffn, d))
-        put(f"{p}.linear2", lin(d, ffn))
-        put(f"{p}.norm1", norm())
-        put(f"{p}.norm2", norm())
+    sd.update(official_detr_encoder(d, ffn, layers))
     for i in range(layers):
         p = f"transformer.decoder.layers.{i}"
         for name in ("sa_qcontent_proj", "sa_qpos_proj", "sa_kcontent_proj", "sa_kpos_proj", "sa_v_proj",

@@ -3,7 +3,7 @@ down from the official code (``models/DAB_DETR/{DABDETR,transformer}.py``, not d
 project's names), random values."""
 import torch
 
-from .official_state_dicts import official_resnet50
+from .official_state_dicts import official_detr_encoder, official_resnet50
 
 
 def official_dab_detr(num_classes=91, d=256, ffn=2048, layers=6, queries=300, num_patterns=0):
@@ -14,16 +14,9 @@ def official_dab_detr(num_classes=91, d=256, ffn=2048, layers=6, queries=300, nu
     def put(prefix, params):
         sd.update({f"{prefix}.{k}": v for k, v in params.items()})
 
+    sd.update(official_detr_encoder(d, ffn, layers))
     for i in range(layers):
-        p = f"transformer.encoder.layers.{i}"
-        sd[f"{p}.self_attn.in_proj_weight"] = torch.randn(3 * d, d)
-        sd[f"{p}.self_attn.in_proj_bias"] = torch.randn(3 * d)
-        put(f"{p}.self_attn.out_proj", lin(d, d))
-        put(f"{p}.linear1", lin(ffn, d))
-        put(f"{p}.linear2", lin(d, ffn))
-        put(f"{p}.norm1", norm())
-        put(f"{p}.norm2", norm())
-        sd[f"{p}.activation.weight"] = torch.rand(1)  # nn.PReLU(): one slope per layer
+        sd[f"transformer.encoder.layers.{i}.activation.weight"] = torch.rand(1)  # nn.PReLU(): one slope per layer
     put("transformer.encoder.query_scale.layers.0", lin(d, d))
     put("transformer.encoder.query_scale.layers.1", lin(d, d))
     for i in range(layers):

@@ -3,7 +3,7 @@ shapes written down from the official code (models/detr.py:43-47, models/transfo
 not derived from this project's names; random values."""
 import torch
 
-from .official_state_dicts import official_resnet50
+from .official_state_dicts import official_detr_encoder, official_resnet50
 
 
 def official_smca_detr(num_classes=91, d=256, ffn=2048, layers=6, queries=300, heads=8):
@@ -21,13 +21,7 @@ def official_smca_detr(num_classes=91, d=256, ffn=2048, layers=6, queries=300, h
         sd[f"{prefix}.in_proj_bias"] = torch.randn(3 * d)
         put(f"{prefix}.out_proj", lin(d, d))
 
-    for i in range(layers):
-        p = f"transformer.encoder.layers.{i}"
-        mha(f"{p}.self_attn")
-        put(f"{p}.linear1", lin(ffn, d))
-        put(f"{p}.linear2", lin(d, ffn))
-        put(f"{p}.norm1", norm())
-        put(f"{p}.norm2", norm())
+    sd.update(official_detr_encoder(d, ffn, layers))
     for i in range(layers):
         p = f"transformer.decoder.layers.{i}"
         mha(f"{p}.self_attn")

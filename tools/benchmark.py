@@ -7,6 +7,11 @@ allocator's peak on GPU) belongs to that measurement alone. Latencies are median
 after warm-up; on CUDA they are synchronised. Measure on an idle machine: other jobs on the same cores
 inflate the timings several times.
 
+The ``interleaved`` task compares inference latencies: one process builds every config's model and
+runs them in turn, round after round (the order rotated each round), so that a slow spell of a shared
+machine hits every model alike. It reports each model's median latency and its latency relative to the
+first config: the median (and the interquartile range) over rounds of the ratio within the round.
+
 Examples:
   python tools/benchmark.py --config-file projects/conditional_detr/configs/conditional_detr_r50_50ep.py
   python tools/benchmark.py --threads 2 --size 800 1216 \\
@@ -26,7 +31,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a clone
 
-TASKS = ("flops", "inference", "train")
+TASKS = ("flops", "inference", "train", "interleaved")
 
 
 def _random_inputs(batch, size, num_classes, with_targets, seed=0):
@@ -58,8 +63,35 @@ def _peak_memory_gb(device):
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB on Linux
 
 
+def run_interleaved(args, load):
+    """Inference of all configs, alternating within each round; returns the JSON-able result."""
+    import torch
+
+    models = [load(path).eval() for path in args.config_file]
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+    inputs = [_random_inputs(args.batch, args.size, m.num_classes, False) for m in models]
+    n = len(models)
+    times = [[] for _ in models]
+    with torch.inference_mode():
+        for r in range(args.warmup + args.iters):
+            for j in [(r + i) % n for i in range(n)]:
+                sync()
+                t = time.perf_counter()
+                models[j](inputs[j])
+                sync()
+                if r >= args.warmup:
+                    times[j].append(time.perf_counter() - t)
+    rows = []
+    for path, t in zip(args.config_file, times):
+        ratios = sorted(a / b for a, b in zip(t, times[0]))
+        q1, med, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+        rows.append({"config": path, "interleaved_s": statistics.median(t), "relative": med,
+                     "relative_iqr": [q1, q3], "interleaved_s_all": t})
+    return rows
+
+
 def run_child(args):
-    """One measurement of one config; prints one JSON line."""
+    """One measurement of one config (all configs for ``interleaved``); prints one JSON line."""
     import torch
     from detectron2.config import LazyConfig, instantiate
 
@@ -67,19 +99,26 @@ def run_child(args):
     from sd_detr.config import check_override_keys
 
     torch.set_num_threads(args.threads)
-    cfg = LazyConfig.load(args.config_file[0])
-    check_override_keys(cfg, args.opts)
-    cfg = LazyConfig.apply_overrides(cfg, args.opts)
+
+    def load(path):
+        cfg = LazyConfig.load(path)
+        check_override_keys(cfg, args.opts)
+        cfg = LazyConfig.apply_overrides(cfg, args.opts)
+        torch.manual_seed(0)
+        return instantiate(cfg.model).to(args.device)
+
+    if args.child == "interleaved":
+        print("BENCHMARK_RESULT " + json.dumps({"task": "interleaved", "rows": run_interleaved(args, load)}))
+        return
     device = args.device
-    torch.manual_seed(0)
-    model = instantiate(cfg.model).to(device)
+    model = load(args.config_file[0])
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     out = {"config": args.config_file[0], "task": args.child}
     if args.child == "flops":
         from sd_detr.utils.flops import flop_count_analysis
 
         model.eval()
-        image = _random_inputs(1, args.size, cfg.model.num_classes, False)[0]["image"].to(device)
+        image = _random_inputs(1, args.size, model.num_classes, False)[0]["image"].to(device)
         analysis = flop_count_analysis(model, image)
         analysis.unsupported_ops_warnings(False)
         analysis.uncalled_modules_warnings(False)
@@ -89,7 +128,7 @@ def run_child(args):
         out["params"] = sum(p.numel() for p in model.parameters())
     elif args.child == "inference":
         model.eval()
-        inputs = _random_inputs(args.batch, args.size, cfg.model.num_classes, False)
+        inputs = _random_inputs(args.batch, args.size, model.num_classes, False)
         times = []
         with torch.inference_mode():
             for i in range(args.warmup + args.iters):
@@ -103,7 +142,7 @@ def run_child(args):
         out["inference_s_all"] = times
     else:
         model.train()
-        inputs = _random_inputs(args.batch, args.size, cfg.model.num_classes, True)
+        inputs = _random_inputs(args.batch, args.size, model.num_classes, True)
         times = []
         for i in range(args.warmup + args.iters):
             sync()
@@ -136,13 +175,19 @@ def machine_description(device, threads):
 
 def format_table(rows, args):
     head = ["config", "params (M)", "GFLOPs", "inference s/batch", "train fwd+bwd s/batch", "peak mem inference (GB)", "peak mem train (GB)"]
+    interleaved = "interleaved" in args.tasks
+    if interleaved:
+        head += ["interleaved inference s/batch", "latency / first config's (median [IQR] over rounds)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         def f(key, fmt):
             return fmt.format(r[key]) if key in r else "-"
-        lines.append("| " + " | ".join([
-            os.path.relpath(r["config"]), f("params_m", "{:.2f}"), f("gflops", "{:.1f}"), f("inference_s", "{:.3f}"),
-            f("train_s", "{:.3f}"), f("inference_mem", "{:.2f}"), f("train_mem", "{:.2f}")]) + " |")
+        cells = [os.path.relpath(r["config"]), f("params_m", "{:.2f}"), f("gflops", "{:.1f}"), f("inference_s", "{:.3f}"),
+                 f("train_s", "{:.3f}"), f("inference_mem", "{:.2f}"), f("train_mem", "{:.2f}")]
+        if interleaved:
+            cells += [f("interleaved_s", "{:.3f}"),
+                      "{:.3f} [{:.3f}, {:.3f}]".format(r["relative"], *r["relative_iqr"]) if "relative" in r else "-"]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -169,20 +214,26 @@ def main(argv=None):
     if args.child:
         return run_child(args)
 
+    def child(task, configs):
+        cmd = [sys.executable, os.path.abspath(__file__), "--child", task, "--config-file", *configs,
+               "--size", *map(str, args.size), "--batch", str(args.batch), "--threads", str(args.threads),
+               "--iters", str(args.iters), "--warmup", str(args.warmup), "--device", args.device, *args.opts]
+        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
+                   PYTHONWARNINGS="ignore")
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        result = next((json.loads(line.split(" ", 1)[1]) for line in proc.stdout.splitlines()
+                       if line.startswith("BENCHMARK_RESULT ")), None)
+        if proc.returncode != 0 or result is None:
+            sys.exit(f"benchmark of {' '.join(configs)} ({task}) failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+        return result
+
     rows = []
     for config in args.config_file:
         row = {"config": config}
         for task in args.tasks:
-            cmd = [sys.executable, os.path.abspath(__file__), "--child", task, "--config-file", config,
-                   "--size", *map(str, args.size), "--batch", str(args.batch), "--threads", str(args.threads),
-                   "--iters", str(args.iters), "--warmup", str(args.warmup), "--device", args.device, *args.opts]
-            env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
-                       PYTHONWARNINGS="ignore")
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-            result = next((json.loads(line.split(" ", 1)[1]) for line in proc.stdout.splitlines()
-                           if line.startswith("BENCHMARK_RESULT ")), None)
-            if proc.returncode != 0 or result is None:
-                sys.exit(f"benchmark of {config} ({task}) failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+            if task == "interleaved":
+                continue
+            result = child(task, [config])
             if task == "flops":
                 row.update(gflops=result["gflops"], params_m=result["params"] / 1e6, params=result["params"],
                            gflops_backbone=result["gflops_backbone"], unsupported_ops=result["unsupported_ops"])
@@ -193,11 +244,16 @@ def main(argv=None):
             print(f"{os.path.relpath(config)} {task}: {json.dumps({k: v for k, v in result.items() if not k.endswith('_all')})}",
                   flush=True)
         rows.append(row)
+    if "interleaved" in args.tasks:
+        for row, result in zip(rows, child("interleaved", args.config_file)["rows"]):
+            row.update({k: v for k, v in result.items() if k != "config"})
+            print(f"{os.path.relpath(row['config'])} interleaved: median {result['interleaved_s']:.3f} s, "
+                  f"x{result['relative']:.3f} of the first config", flush=True)
     machine = machine_description(args.device, args.threads)
     table = format_table(rows, args)
     command = "python " + " ".join([os.path.relpath(__file__)] + [a if " " not in a else f'"{a}"' for a in (argv or sys.argv[1:])])
     summary = (f"input {args.size[0]}x{args.size[1]}, batch {args.batch}, {args.threads} threads, device {args.device}; "
-               f"median of {args.iters} runs after {args.warmup} warm-up runs; peak memory = "
+               f"median of {args.iters} runs (rounds when interleaved) after {args.warmup} warm-up runs; peak memory = "
                + ("CUDA max allocated" if args.device.startswith("cuda") else "process peak RSS"))
     print(f"\n{machine}\n{summary}\n\n{table}")
     if args.markdown:

@@ -1,5 +1,6 @@
 from .conditional import ConditionalCrossAttention, ConditionalSelfAttention
 from .core import multi_head_attention, split_heads
+from .multihead import MultiheadAttention
 from .gaussian import GaussianCrossAttention, feature_grid, gaussian_log_weights
 from .scale_selection import ScaleSelectionAttention
 
@@ -7,6 +8,7 @@ __all__ = [
     "ConditionalCrossAttention",
     "ConditionalSelfAttention",
     "GaussianCrossAttention",
+    "MultiheadAttention",
     "ScaleSelectionAttention",
     "feature_grid",
     "gaussian_log_weights",

@@ -11,6 +11,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from ..layers.linear import Linear
 from .core import multi_head_attention, split_heads
 
 
@@ -25,12 +26,12 @@ class ConditionalSelfAttention(nn.Module):
         super().__init__()
         self.nhead = nhead
         self.dropout = dropout
-        self.qcontent_proj = nn.Linear(d_model, d_model)
-        self.qpos_proj = nn.Linear(d_model, d_model)
-        self.kcontent_proj = nn.Linear(d_model, d_model)
-        self.kpos_proj = nn.Linear(d_model, d_model)
-        self.v_proj = nn.Linear(d_model, d_model)
-        self.out_proj = nn.Linear(d_model, d_model)
+        self.qcontent_proj = Linear(d_model, d_model)
+        self.qpos_proj = Linear(d_model, d_model)
+        self.kcontent_proj = Linear(d_model, d_model)
+        self.kpos_proj = Linear(d_model, d_model)
+        self.v_proj = Linear(d_model, d_model)
+        self.out_proj = Linear(d_model, d_model)
         nn.init.constant_(self.out_proj.bias, 0.0)
 
     def forward(self, x: Tensor, pos: Tensor, attn_mask: Optional[Tensor] = None) -> Tensor:
@@ -62,13 +63,13 @@ class ConditionalCrossAttention(nn.Module):
         super().__init__()
         self.nhead = nhead
         self.dropout = dropout
-        self.qcontent_proj = nn.Linear(d_model, d_model)
-        self.qpos_proj = nn.Linear(d_model, d_model) if add_query_pos else None
-        self.kcontent_proj = nn.Linear(d_model, d_model)
-        self.kpos_proj = nn.Linear(d_model, d_model)
-        self.v_proj = nn.Linear(d_model, d_model)
-        self.qpos_sine_proj = nn.Linear(d_model, d_model)
-        self.out_proj = nn.Linear(d_model, d_model)
+        self.qcontent_proj = Linear(d_model, d_model)
+        self.qpos_proj = Linear(d_model, d_model) if add_query_pos else None
+        self.kcontent_proj = Linear(d_model, d_model)
+        self.kpos_proj = Linear(d_model, d_model)
+        self.v_proj = Linear(d_model, d_model)
+        self.qpos_sine_proj = Linear(d_model, d_model)
+        self.out_proj = Linear(d_model, d_model)
         nn.init.constant_(self.out_proj.bias, 0.0)
         self.record_attention = False
         self.last_attention = None

@@ -37,8 +37,8 @@ def _pad_values_for_fused_kernel(qh: Tensor, vh: Tensor, dropout_p: float) -> bo
     when tracing (fvcore counts the model's FLOPs, not the padding), with dropout (the fused CPU kernel
     has none, so nothing is gained) or on CUDA (its memory-efficient kernel takes unequal widths).
     """
-    return (vh.shape[-1] < qh.shape[-1] and dropout_p == 0.0 and qh.device.type == "cpu"
-            and not torch.jit.is_tracing())
+    return (not torch.jit.is_tracing() and vh.shape[-1] < qh.shape[-1] and dropout_p == 0.0
+            and qh.device.type == "cpu")
 
 
 def multi_head_attention(

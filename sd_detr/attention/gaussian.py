@@ -14,10 +14,9 @@ official single-scale code, where the grid is the integer cell index, without +0
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from .core import multi_head_attention
+from .multihead import MultiheadAttention
 
 
 def feature_grid(height: int, width: int, step: float = 1.0, device=None, dtype=torch.float32) -> Tensor:
@@ -46,43 +45,14 @@ def gaussian_log_weights(centers: Tensor, scales: Optional[Tensor], grid: Tensor
     return (-sq.sum(-1) / beta).transpose(1, 2)
 
 
-class GaussianCrossAttention(nn.Module):
-    """DETR's decoder co-attention with an additive logit bias (SMCA's log G).
-
-    Parameters have :class:`torch.nn.MultiheadAttention`'s names and layout (packed ``in_proj_weight``
-    [3C, C] with rows q, k, v; ``in_proj_bias``; ``out_proj``), which the official
+class GaussianCrossAttention(MultiheadAttention):
+    """DETR's decoder co-attention with an additive logit bias (SMCA's log G): a
+    :class:`~sd_detr.attention.multihead.MultiheadAttention`, whose parameters have
+    :class:`torch.nn.MultiheadAttention`'s names and layout, which the official
     ``GaussianMultiheadAttention`` subclasses (``models/attention_layer.py:278``).
 
     forward: query [B, Q, C] (content + query position), key [B, N, C] (memory + position), value
-    [B, N, C] (memory), key_padding_mask [B, N] (True = padding), attn_bias broadcastable to
+    [B, N, C] (memory), key_padding_mask [B, N] (True = padding), attn_bias = log G broadcastable to
     [B, H, Q, N] -> [B, Q, C] (before residual and norm). With ``record_attention`` the last softmax
     weights [B, H, Q, N] are kept in ``last_attention``.
     """
-
-    def __init__(self, d_model: int, nhead: int, dropout: float = 0.0):
-        super().__init__()
-        if d_model % nhead:
-            raise ValueError(f"d_model {d_model} is not divisible by nhead {nhead}")
-        self.nhead = nhead
-        self.dropout = dropout
-        self.in_proj_weight = nn.Parameter(torch.empty(3 * d_model, d_model))
-        self.in_proj_bias = nn.Parameter(torch.zeros(3 * d_model))
-        self.out_proj = nn.Linear(d_model, d_model)
-        # nn.MultiheadAttention's initialisation
-        nn.init.xavier_uniform_(self.in_proj_weight)
-        nn.init.zeros_(self.out_proj.bias)
-        self.record_attention = False
-        self.last_attention = None
-
-    def forward(self, query: Tensor, key: Tensor, value: Tensor, key_padding_mask: Optional[Tensor] = None,
-                attn_bias: Optional[Tensor] = None) -> Tensor:
-        w_q, w_k, w_v = self.in_proj_weight.chunk(3)
-        b_q, b_k, b_v = self.in_proj_bias.chunk(3)
-        out, weights = multi_head_attention(
-            F.linear(query, w_q, b_q), F.linear(key, w_k, b_k), F.linear(value, w_v, b_v), self.nhead,
-            key_padding_mask=key_padding_mask, attn_bias=attn_bias,
-            dropout_p=self.dropout if self.training else 0.0, need_weights=self.record_attention,
-        )
-        if self.record_attention:
-            self.last_attention = weights
-        return self.out_proj(out)

@@ -16,6 +16,7 @@ from typing import Optional, Sequence
 
 from torch import Tensor, nn
 
+from ..layers.linear import Linear
 from .core import multi_head_attention
 
 
@@ -40,10 +41,10 @@ class ScaleSelectionAttention(nn.Module):
         self.nhead = nhead
         self.num_levels = num_levels
         self.dropout = dropout
-        self.q_proj = nn.Linear(d_model, d_model)
-        self.k_projs = nn.ModuleList(nn.Linear(d_model, d_model) for _ in range(num_levels))
-        self.v_projs = nn.ModuleList(nn.Linear(d_model, d_model) for _ in range(num_levels))
-        self.out_proj = nn.Linear(d_model, d_model)
+        self.q_proj = Linear(d_model, d_model)
+        self.k_projs = nn.ModuleList(Linear(d_model, d_model) for _ in range(num_levels))
+        self.v_projs = nn.ModuleList(Linear(d_model, d_model) for _ in range(num_levels))
+        self.out_proj = Linear(d_model, d_model)
         nn.init.zeros_(self.out_proj.bias)
 
     def forward(self, query: Tensor, keys: Sequence[Tensor], values: Sequence[Tensor], scale_weights: Tensor,

@@ -4,6 +4,8 @@ from typing import Callable, Union
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .linear import Linear
+
 
 def get_activation(name: Union[str, Callable]) -> Callable:
     """'relu' | 'gelu' | 'prelu' (a learned scalar, as DAB-DETR's encoder/decoder) -> callable/module."""
@@ -29,7 +31,7 @@ class MLP(nn.Module):
         super().__init__()
         dims_in = [input_dim] + [hidden_dim] * (num_layers - 1)
         dims_out = [hidden_dim] * (num_layers - 1) + [output_dim]
-        self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(dims_in, dims_out))
+        self.layers = nn.ModuleList(Linear(i, o) for i, o in zip(dims_in, dims_out))
 
     def forward(self, x: Tensor) -> Tensor:
         last = len(self.layers) - 1
@@ -48,8 +50,8 @@ class FFN(nn.Module):
 
     def __init__(self, d_model: int, dim_feedforward: int, dropout: float = 0.1, activation="relu"):
         super().__init__()
-        self.linear1 = nn.Linear(d_model, dim_feedforward)
-        self.linear2 = nn.Linear(dim_feedforward, d_model)
+        self.linear1 = Linear(d_model, dim_feedforward)
+        self.linear2 = Linear(dim_feedforward, d_model)
         self.dropout = nn.Dropout(dropout)
         self.dropout_out = nn.Dropout(dropout)
         self.activation = get_activation(activation)

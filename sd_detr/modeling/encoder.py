@@ -8,6 +8,7 @@ from typing import Optional
 
 from torch import Tensor, nn
 
+from ..attention.multihead import MultiheadAttention
 from ..layers import FFN, MLP
 
 
@@ -17,14 +18,14 @@ class TransformerEncoderLayer(nn.Module):
     def __init__(self, d_model: int = 256, nhead: int = 8, dim_feedforward: int = 2048,
                  dropout: float = 0.1, activation="relu"):
         super().__init__()
-        self.self_attn = nn.MultiheadAttention(d_model, nhead, dropout=dropout, batch_first=True)
+        self.self_attn = MultiheadAttention(d_model, nhead, dropout)
         self.dropout1 = nn.Dropout(dropout)
         self.norm1 = nn.LayerNorm(d_model)
         self.ffn = FFN(d_model, dim_feedforward, dropout, activation)
 
     def forward(self, src: Tensor, pos: Tensor, key_padding_mask: Optional[Tensor] = None) -> Tensor:
         q = k = src + pos
-        out = self.self_attn(q, k, src, key_padding_mask=key_padding_mask, need_weights=False)[0]
+        out = self.self_attn(q, k, src, key_padding_mask=key_padding_mask)
         src = self.norm1(src + self.dropout1(out))
         return self.ffn(src)
 

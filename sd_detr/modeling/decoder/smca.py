@@ -27,8 +27,9 @@ import torch
 from torch import Tensor, nn
 
 from ...attention.gaussian import GaussianCrossAttention, feature_grid, gaussian_log_weights
+from ...attention.multihead import MultiheadAttention
 from ...attention.scale_selection import ScaleSelectionAttention
-from ...layers import FFN, MLP
+from ...layers import FFN, MLP, Linear
 from .base import DecoderOutput, EncoderMemory
 
 SCALE_MODES = ("indep", "single", "fixed")
@@ -82,7 +83,7 @@ class SMCADecoderLayer(nn.Module):
         self.head_specific = head_specific
         self.scale_mode = scale_mode
         self.num_levels = num_levels
-        self.self_attn = nn.MultiheadAttention(d_model, nhead, dropout=dropout, batch_first=True)
+        self.self_attn = MultiheadAttention(d_model, nhead, dropout)
         self.dropout1 = nn.Dropout(dropout)
         self.norm1 = nn.LayerNorm(d_model)
         if num_levels == 1:
@@ -95,10 +96,10 @@ class SMCADecoderLayer(nn.Module):
 
         self.prior_norm = nn.LayerNorm(d_model)
         maps = nhead if head_specific else 1
-        self.offset_head = nn.Linear(d_model, 2 * nhead) if head_specific else None
+        self.offset_head = Linear(d_model, 2 * nhead) if head_specific else None
         scale_dims = {"indep": 2 * maps, "single": maps, "fixed": 0}[scale_mode]
-        self.scale_head = nn.Linear(d_model, scale_dims) if scale_dims else None
-        self.scale_select = nn.Linear(d_model, num_levels) if num_levels > 1 else None
+        self.scale_head = Linear(d_model, scale_dims) if scale_dims else None
+        self.scale_select = Linear(d_model, num_levels) if num_levels > 1 else None
 
     def reset_scale_head(self):
         """Scales start at 1 for every query (official ``models/transformer.py:43-47``)."""
@@ -130,7 +131,7 @@ class SMCADecoderLayer(nn.Module):
     def forward(self, tgt: Tensor, query_pos: Tensor, center: Tensor, levels: List[MemoryLevel]) -> Tensor:
         centers, scales, alpha = self.spatial_prior(tgt, query_pos, center)
         q = k = tgt + query_pos
-        tgt = self.norm1(tgt + self.dropout1(self.self_attn(q, k, tgt, need_weights=False)[0]))
+        tgt = self.norm1(tgt + self.dropout1(self.self_attn(q, k, tgt)))
         query = tgt + query_pos
         biases = [gaussian_log_weights(centers, scales, lvl.grid, self.beta) for lvl in levels]
         if self.num_levels == 1:

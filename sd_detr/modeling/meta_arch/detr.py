@@ -15,7 +15,7 @@ from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Boxes, ImageList, Instances
 from torch import Tensor, nn
 
-from ...layers import MLP, box_cxcywh_to_xyxy, box_xyxy_to_cxcywh, inverse_sigmoid
+from ...layers import MLP, Linear, box_cxcywh_to_xyxy, box_xyxy_to_cxcywh, inverse_sigmoid
 from ..decoder.base import DecoderOutput, EncoderMemory
 
 IMAGENET_MEAN_RGB = (123.675, 116.280, 103.530)
@@ -85,7 +85,7 @@ class DETRDetector(nn.Module):
         self.decoder = decoder
         self.criterion = criterion
         self.num_classes = num_classes
-        self.class_embed = nn.Linear(hidden_dim, num_classes)
+        self.class_embed = Linear(hidden_dim, num_classes)
         self.bbox_embed = MLP(hidden_dim, hidden_dim, 4, box_head_layers)
         self.input_format = input_format
         self.num_select = num_select

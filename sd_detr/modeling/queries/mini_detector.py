@@ -21,7 +21,7 @@ from typing import Dict, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from ...layers import MLP, inverse_sigmoid
+from ...layers import MLP, Linear, inverse_sigmoid
 from ..decoder.base import EncoderMemory
 
 
@@ -90,7 +90,7 @@ class MiniDetector(nn.Module):
         super().__init__()
         self.cls_tower = conv_tower(d_model, num_convs, norm_groups)
         self.box_tower = conv_tower(d_model, num_convs, norm_groups)
-        self.class_head = nn.Linear(d_model, num_classes)
+        self.class_head = Linear(d_model, num_classes)
         self.box_head = MLP(d_model, d_model, 4, box_head_layers)
         self.anchor_size = anchor_size
         self.anchor_stride = anchor_stride

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
-from ...layers import MLP, box_cxcywh_to_xyxy
+from ...layers import MLP, Linear, box_cxcywh_to_xyxy
 from ..decoder.base import EncoderMemory
 from .mini_detector import feature_valid_sizes, masked_memory
 
@@ -111,7 +111,7 @@ class TaskAwareQueryGenerator(nn.Module):
             b: DiscriminativePointHead(d_model, num_points, roi_size, point_channels, mlp_hidden, mlp_layers, init_radius)
             for b in self.branches
         })
-        self.content_proj = nn.ModuleDict({b: nn.Linear(d_model, d_model) for b in self.branches})
+        self.content_proj = nn.ModuleDict({b: Linear(d_model, d_model) for b in self.branches})
         self.content_norm = nn.ModuleDict({b: nn.LayerNorm(d_model) for b in self.branches})
 
     def roi_features(self, feature_map: Tensor, anchors: Tensor, valid_sizes: Tensor) -> Tensor:

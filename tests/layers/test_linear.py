@@ -1,0 +1,96 @@
+import fvcore.nn
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sd_detr.attention import MultiheadAttention
+from sd_detr.layers import Linear, linear, onednn_linear_enabled, set_onednn_linear
+
+
+@pytest.fixture
+def onednn_on():
+    previous = set_onednn_linear(True)
+    yield
+    set_onednn_linear(previous)
+
+
+@pytest.mark.parametrize("shape", [(5, 16), (2, 7, 16), (2, 3, 4, 16), (1, 16)])
+def test_onednn_linear_equals_f_linear_forward_and_gradients(onednn_on, shape):
+    torch.manual_seed(0)
+    x = torch.randn(*shape, requires_grad=True)
+    w = torch.randn(24, 16, requires_grad=True)
+    b = torch.randn(24, requires_grad=True)
+    ours = linear(x, w, b)
+    ref = F.linear(x, w, b)
+    assert ours.shape == ref.shape and ours.is_contiguous()
+    assert torch.allclose(ours, ref, atol=1e-5)
+    g = torch.randn_like(ref)
+    got = torch.autograd.grad(ours, (x, w, b), g)
+    want = torch.autograd.grad(ref, (x, w, b), g)
+    for a, e in zip(got, want):
+        assert torch.allclose(a, e, atol=1e-4)
+
+
+def test_onednn_linear_without_bias_and_on_a_non_contiguous_input(onednn_on):
+    torch.manual_seed(0)
+    x = torch.randn(16, 5, 3).transpose(0, 2)  # [3, 5, 16], not contiguous
+    w = torch.randn(8, 16)
+    assert torch.allclose(linear(x, w), F.linear(x, w), atol=1e-5)
+
+
+def test_fallbacks_are_f_linear_exactly(onednn_on):
+    torch.manual_seed(0)
+    w64, x64 = torch.randn(8, 16, dtype=torch.float64), torch.randn(4, 16, dtype=torch.float64)
+    assert torch.equal(linear(x64, w64), F.linear(x64, w64))  # other dtypes
+    w = torch.randn(8, 16)
+    assert linear(torch.randn(0, 16), w).shape == (0, 8)  # empty input
+    set_onednn_linear(False)
+    assert not onednn_linear_enabled()
+    x = torch.randn(4, 16)
+    assert torch.equal(linear(x, w), F.linear(x, w))
+
+
+def test_linear_module_has_nn_linear_parameters_and_state_dict(onednn_on):
+    torch.manual_seed(0)
+    ours = Linear(16, 8)
+    ref = nn.Linear(16, 8)
+    ref.load_state_dict(ours.state_dict())
+    assert isinstance(ours, nn.Linear) and list(ours.state_dict()) == ["weight", "bias"]
+    x = torch.randn(3, 16)
+    assert torch.allclose(ours(x), ref(x), atol=1e-5)
+
+
+def test_fvcore_counts_a_traced_linear_as_a_linear(onednn_on):
+    analysis = fvcore.nn.FlopCountAnalysis(Linear(16, 8), (torch.randn(3, 16),))
+    assert analysis.total() == 3 * 16 * 8
+    assert set(analysis.by_operator()) == {"linear"}
+
+
+def test_multihead_attention_equals_nn_multihead_attention_with_its_state_dict(onednn_on):
+    torch.manual_seed(0)
+    ours = MultiheadAttention(16, 4).eval()
+    ref = nn.MultiheadAttention(16, 4, batch_first=True).eval()
+    ref.load_state_dict(ours.state_dict())
+    q, k, v = torch.randn(2, 3, 16), torch.randn(2, 7, 16), torch.randn(2, 7, 16)
+    mask = torch.zeros(2, 7, dtype=torch.bool)
+    mask[1, 5:] = True
+    expected = ref(q, k, v, key_padding_mask=mask, need_weights=False)[0]
+    assert torch.allclose(ours(q, k, v, key_padding_mask=mask), expected, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="PyTorch built without oneDNN")
+def test_cpu_float32_linear_runs_as_a_convolution_and_tracing_does_not(onednn_on, monkeypatch):
+    calls = []
+    conv2d = F.conv2d
+
+    def counting_conv2d(*args, **kwargs):
+        calls.append(args[0].shape)
+        return conv2d(*args, **kwargs)
+
+    monkeypatch.setattr(F, "conv2d", counting_conv2d)
+    layer = Linear(16, 8)
+    layer(torch.randn(2, 5, 16))
+    assert calls == [(1, 16, 10, 1)]
+    torch.jit.trace(layer, (torch.randn(2, 5, 16),), check_trace=False)
+    assert len(calls) == 1

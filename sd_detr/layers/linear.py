@@ -42,7 +42,10 @@ def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
         return F.linear(x, weight, bias)
     c_out, c_in = weight.shape
     lead = x.shape[:-1]
-    y = F.conv2d(x.reshape(1, -1, 1, c_in).permute(0, 3, 1, 2), weight.reshape(c_out, c_in, 1, 1), bias)
+    # [1, C_in, M, 1] in channels-last memory: a view of a row-major input; a transposed input (whose
+    # view would be NCHW, giving an NCHW output) is copied, so that the output is row-major as F.linear's.
+    x = x.reshape(1, -1, 1, c_in).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+    y = F.conv2d(x, weight.reshape(c_out, c_in, 1, 1), bias)
     return y.permute(0, 2, 3, 1).reshape(*lead, c_out)
 
 

@@ -32,11 +32,16 @@ def test_onednn_linear_equals_f_linear_forward_and_gradients(onednn_on, shape):
         assert torch.allclose(a, e, atol=1e-4)
 
 
-def test_onednn_linear_without_bias_and_on_a_non_contiguous_input(onednn_on):
+def test_onednn_linear_without_bias_and_on_non_contiguous_inputs_gives_row_major_outputs(onednn_on):
     torch.manual_seed(0)
-    x = torch.randn(16, 5, 3).transpose(0, 2)  # [3, 5, 16], not contiguous
     w = torch.randn(8, 16)
-    assert torch.allclose(linear(x, w), F.linear(x, w), atol=1e-5)
+    # [3, 5, 16] strided; [1, 7, 16] transposed from [1, 16, 7] (a feature map flattened, as the
+    # mini-detector's heads read it), whose [1, C, M, 1] view is NCHW
+    for x in (torch.randn(16, 5, 3).transpose(0, 2), torch.randn(1, 16, 7).transpose(1, 2)):
+        y = linear(x, w)
+        assert torch.allclose(y, F.linear(x, w), atol=1e-5)
+        assert y.is_contiguous()
+        y.view(-1)
 
 
 def test_fallbacks_are_f_linear_exactly(onednn_on):

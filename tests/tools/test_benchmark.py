@@ -26,7 +26,8 @@ def test_interleaved_rounds_time_every_model_and_the_first_config_is_the_unit():
         assert len(r["interleaved_s_all"]) == 3 and all(t > 0 for t in r["interleaved_s_all"])
         lo, hi = r["relative_iqr"]
         assert lo <= r["relative"] <= hi
-    assert rows[0]["relative"] == 1.0 and rows[0]["relative_iqr"] == [1.0, 1.0]
+    assert rows[0]["relative"] == 1.0 and rows[0]["relative_iqr"] == [1.0, 1.0] and rows[0]["relative_min"] == 1.0
+    assert rows[1]["relative_min"] == min(rows[1]["interleaved_s_all"]) / min(rows[0]["interleaved_s_all"])
     expected = sorted(a / b for a, b in zip(rows[1]["interleaved_s_all"], rows[0]["interleaved_s_all"]))[1]
     assert rows[1]["relative"] == pytest.approx(expected)
 
@@ -46,5 +47,6 @@ def test_benchmark_command_writes_params_flops_and_interleaved_latency_to_markdo
         assert float(cells[1]) == pytest.approx(params / 1e6, abs=0.006)
         assert float(cells[2]) > 0  # GFLOPs
         assert cells[3] == "-" and cells[4] == "-"  # inference / train not asked for
-        assert float(cells[7]) > 0
-    assert table[0].split("|")[-2].strip() == "1.000 [1.000, 1.000]"
+        median, fastest = (float(v) for v in cells[7].split(","))
+        assert 0 < fastest <= median
+    assert [c.strip() for c in table[0].split("|")[-3:-1]] == ["1.000 [1.000, 1.000]", "1.000"]

@@ -33,7 +33,8 @@ def _pad_values_for_fused_kernel(qh: Tensor, vh: Tensor, dropout_p: float) -> bo
     cross-attention has 2 x 32-d query/key heads and 32-d value heads, so SDPA falls back to its
     unfused math path (and its NaN guard for fully masked rows). Zero value channels give zero output
     channels, which are sliced off: the result is unchanged (to float rounding) and the cross-attention
-    of Conditional DETR-R50 at 800x1216 runs ~3x faster on 2 CPU threads (docs/benchmarks.md). Not done
+    of Conditional DETR-R50 at 800x1216 runs ~1.5x faster on 2 CPU threads (7.3 -> 4.3-4.8 ms a call;
+    docs/benchmarks.md). Not done
     when tracing (fvcore counts the model's FLOPs, not the padding), with dropout (the fused CPU kernel
     has none, so nothing is gained) or on CUDA (its memory-efficient kernel takes unequal widths).
     """

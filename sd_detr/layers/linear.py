@@ -4,7 +4,7 @@ PyTorch sends a CPU float32 ``F.linear`` to its BLAS (MKL in the PyPI wheels), w
 AVX-512 on AMD processors; on the machines this project is tested on (AMD EPYC, 2 threads) it reaches
 ~70-85 GMAC/s on the transformer's matrix shapes, while oneDNN, which PyTorch uses for convolutions,
 reaches 150-250. A linear layer is a 1x1 convolution over a channels-last ``[1, C_in, N, 1]`` view of its
-``[..., C_in]`` input (no copy), so it is run as one: [950, 256] x [256, 256] 0.74 -> 0.40 ms,
+row-major ``[..., C_in]`` input (no copy; a transposed input is copied), so it is run as one: [950, 256] x [256, 256] 0.74 -> 0.40 ms,
 [300, 256] x [256, 2048] 2.22 -> 0.95 ms, [300, 512] x [512, 512] 1.00 -> 0.61 ms; forward + backward
 1.3-2x faster (docs/benchmarks.md). Results equal ``F.linear``'s to float rounding (summation order).
 
@@ -37,7 +37,7 @@ def onednn_linear_enabled() -> bool:
 def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
     """``F.linear(x, weight, bias)``: x [..., C_in], weight [C_out, C_in], bias [C_out] -> [..., C_out]."""
     if (not _ENABLED or x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32
-            or x.dim() == 0 or x.numel() == 0 or torch.jit.is_tracing() or torch.jit.is_scripting()
+            or x.dim() == 0 or weight.dim() != 2 or x.numel() == 0 or torch.jit.is_tracing() or torch.jit.is_scripting()
             or not torch.backends.mkldnn.is_available()):
         return F.linear(x, weight, bias)
     c_out, c_in = weight.shape

@@ -65,24 +65,38 @@ def _peak_memory_gb(device):
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB on Linux
 
 
+def _seconds(fn, device):
+    """Wall time of ``fn()``, CUDA work included."""
+    import torch
+
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    sync()
+    t = time.perf_counter()
+    fn()
+    sync()
+    return time.perf_counter() - t
+
+
+def _timed_runs(fn, args):
+    """``args.iters`` wall times of ``fn()`` after ``args.warmup`` untimed calls."""
+    times = [_seconds(fn, args.device) for _ in range(args.warmup + args.iters)]
+    return times[args.warmup:]
+
+
 def run_interleaved(args, load):
     """Inference of all configs, alternating within each round; returns the JSON-able result."""
     import torch
 
     models = [load(path).eval() for path in args.config_file]
-    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     inputs = [_random_inputs(args.batch, args.size, m.num_classes, False) for m in models]
     n = len(models)
     times = [[] for _ in models]
     with torch.inference_mode():
         for r in range(args.warmup + args.iters):
             for j in [(r + i) % n for i in range(n)]:
-                sync()
-                t = time.perf_counter()
-                models[j](inputs[j])
-                sync()
+                t = _seconds(lambda: models[j](inputs[j]), args.device)
                 if r >= args.warmup:
-                    times[j].append(time.perf_counter() - t)
+                    times[j].append(t)
     rows = []
     for path, t in zip(args.config_file, times):
         ratios = sorted(a / b for a, b in zip(t, times[0]))
@@ -116,7 +130,6 @@ def run_child(args):
         return
     device = args.device
     model = load(args.config_file[0])
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     out = {"config": args.config_file[0], "task": args.child}
     if args.child == "flops":
         from sd_detr.utils.flops import flop_count_analysis
@@ -133,30 +146,19 @@ def run_child(args):
     elif args.child == "inference":
         model.eval()
         inputs = _random_inputs(args.batch, args.size, model.num_classes, False)
-        times = []
         with torch.inference_mode():
-            for i in range(args.warmup + args.iters):
-                sync()
-                t = time.perf_counter()
-                model(inputs)
-                sync()
-                if i >= args.warmup:
-                    times.append(time.perf_counter() - t)
+            times = _timed_runs(lambda: model(inputs), args)
         out["inference_s"] = statistics.median(times)
         out["inference_s_all"] = times
     else:
         model.train()
         inputs = _random_inputs(args.batch, args.size, model.num_classes, True)
-        times = []
-        for i in range(args.warmup + args.iters):
-            sync()
-            t = time.perf_counter()
-            losses = model(inputs)
-            sum(losses.values()).backward()
-            sync()
+
+        def step():
+            sum(model(inputs).values()).backward()
             model.zero_grad(set_to_none=True)
-            if i >= args.warmup:
-                times.append(time.perf_counter() - t)
+
+        times = _timed_runs(step, args)
         out["train_s"] = statistics.median(times)
         out["train_s_all"] = times
     out["peak_memory_gb"] = _peak_memory_gb(device)

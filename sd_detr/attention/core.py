@@ -34,9 +34,9 @@ def _pad_values_for_fused_kernel(qh: Tensor, vh: Tensor, dropout_p: float) -> bo
     unfused math path (and its NaN guard for fully masked rows). Zero value channels give zero output
     channels, which are sliced off: the result is unchanged (to float rounding) and the cross-attention
     of Conditional DETR-R50 at 800x1216 runs ~1.5x faster on 2 CPU threads (7.3 -> 4.3-4.8 ms a call;
-    docs/benchmarks.md). Not done
-    when tracing (fvcore counts the model's FLOPs, not the padding), with dropout (the fused CPU kernel
-    has none, so nothing is gained) or on CUDA (its memory-efficient kernel takes unequal widths).
+    docs/benchmarks.md). Not done when tracing (fvcore counts the model's FLOPs, not the padding), with
+    dropout (the fused CPU kernel has none, so nothing is gained) or on CUDA (its memory-efficient kernel
+    takes unequal widths).
     """
     return (not torch.jit.is_tracing() and vh.shape[-1] < qh.shape[-1] and dropout_p == 0.0
             and qh.device.type == "cpu")

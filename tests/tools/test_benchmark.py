@@ -1,5 +1,6 @@
 import os
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ TINY = [os.path.join(REPO, "projects", p, "configs", f"{p}_tiny_synthetic.py") f
 
 
 def test_interleaved_rounds_time_every_model_and_the_first_config_is_the_unit():
-    parsed = type("Args", (), dict(config_file=TINY, device="cpu", batch=1, size=(64, 96), warmup=1, iters=3))()
+    parsed = SimpleNamespace(config_file=TINY, device="cpu", batch=1, size=(64, 96), warmup=1, iters=3)
 
     def load(path):
         torch.manual_seed(0)
@@ -32,7 +33,7 @@ def test_interleaved_rounds_time_every_model_and_the_first_config_is_the_unit():
     assert rows[1]["relative"] == pytest.approx(expected)
 
 
-def test_benchmark_command_writes_params_flops_and_interleaved_latency_to_markdown(tmp_path, capsys):
+def test_benchmark_command_writes_params_flops_and_interleaved_latency_to_markdown(tmp_path):
     md = tmp_path / "bench.md"
     benchmark.main(["--config-file", *TINY, "--size", "256", "384", "--threads", "1", "--iters", "2", "--warmup", "1",
                     "--tasks", "flops", "interleaved", "--device", "cpu", "--markdown", str(md), "--title", "tiny"])

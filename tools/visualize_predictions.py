@@ -1,15 +1,21 @@
 #!/usr/bin/env python
 """Draw a model's detections on images of its config's test dataset, in a grid, as one PNG.
 
-Uses Detectron2's Visualizer with the dataset's metadata (class names).
+Uses Detectron2's Visualizer with the dataset's metadata (class names). By default the drawing threshold
+is chosen from the validation scores: the score with the best F1 against the ground truth (IoU >= 0.5,
+same class) over the first --calibration-images images of the test set (sd_detr/evaluation/
+score_threshold.py), so that a model draws what it really finds whatever its score scale; give a number
+to draw with a fixed threshold instead. The tool prints the threshold and how many boxes it drew.
 
 Example:
   python tools/visualize_predictions.py \\
-      --config-file projects/conditional_detr/configs/conditional_detr_tiny_synthetic.py \\
-      --checkpoint output/conditional_detr_tiny_synthetic/model_final.pth \\
-      --output output/conditional_detr_tiny_synthetic/predictions.png --num-images 8 --threshold 0.5
+      --config-file projects/sd_detr/configs/sd_detr_tiny_synthetic.py \\
+      --checkpoint output/demo_sd_detr/model_final.pth \\
+      --output output/demo_sd_detr/predictions.png --num-images 8            # threshold from val F1
+  python tools/visualize_predictions.py ... --threshold 0.5                  # fixed threshold
 """
 import argparse
+import json
 import os
 import sys
 
@@ -24,19 +30,28 @@ from detectron2.utils.visualizer import Visualizer  # noqa: E402
 
 from sd_detr.checkpoint import DETRCheckpointer  # noqa: E402
 from sd_detr.config import check_override_keys  # noqa: E402
+from sd_detr.evaluation.score_threshold import f1_optimal_threshold  # noqa: E402
+
+SCALE = 2.0  # pictures are drawn at twice the image size
 
 
-def draw_predictions(model, dataset_dicts, mapper, metadata, threshold):
-    """Yield RGB uint8 pictures of the detections (score >= threshold) of each dataset dict."""
+def predict(model, dataset_dicts, mapper):
+    """Detections (Instances on CPU, in the image's coordinates) of each dataset dict."""
     model.eval()
+    out = []
     for d in dataset_dicts:
-        inputs = mapper(dict(d))
         with torch.no_grad():
-            inst = model([inputs])[0]["instances"].to("cpu")
-        inst = inst[inst.scores >= threshold]
-        image = cv2.cvtColor(cv2.imread(d["file_name"], cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-        vis = Visualizer(image, metadata, scale=2.0)
-        yield vis.draw_instance_predictions(inst).get_image()
+            out.append(model([mapper(dict(d))])[0]["instances"].to("cpu"))
+    return out
+
+
+def read_rgb(file_name):
+    return cv2.cvtColor(cv2.imread(file_name, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def draw(image, instances, metadata):
+    """RGB uint8 picture (SCALE x the image size) of ``instances`` drawn on ``image``."""
+    return Visualizer(image, metadata, scale=SCALE).draw_instance_predictions(instances).get_image()
 
 
 def tile(images, columns):
@@ -51,6 +66,18 @@ def tile(images, columns):
     return grid
 
 
+def parse_threshold(value):
+    if value == "auto":
+        return value
+    try:
+        t = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--threshold must be 'auto' or a number in [0, 1], got {value!r}")
+    if not 0.0 <= t <= 1.0:
+        raise argparse.ArgumentTypeError(f"--threshold must be 'auto' or a number in [0, 1], got {value!r}")
+    return t
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -59,7 +86,16 @@ def main(argv=None):
     parser.add_argument("--output", required=True, help="PNG file to write")
     parser.add_argument("--num-images", type=int, default=8)
     parser.add_argument("--columns", type=int, default=4)
-    parser.add_argument("--threshold", type=float, default=0.5, help="minimum score of a drawn detection")
+    parser.add_argument("--threshold", type=parse_threshold, default="auto",
+                        help="minimum score of a drawn detection, or 'auto' (default): the F1-optimal score on "
+                             "the calibration images")
+    parser.add_argument("--calibration-images", type=int, default=200,
+                        help="with --threshold auto: how many test images (from the first) choose the threshold")
+    parser.add_argument("--score-floor", type=float, default=0.05,
+                        help="with --threshold auto: never draw detections scoring below this")
+    parser.add_argument("--detections-json", default=None,
+                        help="also write the drawn detections (per image: file, absolute xyxy boxes, scores, "
+                             "classes) and the threshold to this JSON file")
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides key=value")
     args = parser.parse_args(argv)
 
@@ -68,14 +104,34 @@ def main(argv=None):
     cfg = LazyConfig.apply_overrides(cfg, args.opts)
     model = instantiate(cfg.model).to(cfg.train.device)
     DETRCheckpointer(model, strict=True).load(args.checkpoint)
-    dataset = instantiate(cfg.dataloader.test.dataset)[: args.num_images]
+    dataset = instantiate(cfg.dataloader.test.dataset)
     mapper = instantiate(cfg.dataloader.test.mapper)
     names = cfg.dataloader.test.dataset.names
     metadata = MetadataCatalog.get(names if isinstance(names, str) else names[0])
-    pictures = list(draw_predictions(model, dataset, mapper, metadata, args.threshold))
+
+    shown = dataset[: args.num_images]
+    n_pred = max(len(shown), args.calibration_images if args.threshold == "auto" else 0)
+    predictions = predict(model, dataset[:n_pred], mapper)
+    if args.threshold == "auto":
+        pairs = [(p, d.get("annotations", [])) for p, d in zip(predictions, dataset[:n_pred])]
+        threshold, f1 = f1_optimal_threshold(pairs, floor=args.score_floor)
+        rule = f"score >= {threshold:.3f}, the F1-optimal threshold on {len(pairs)} test images (F1 {f1:.3f})"
+    else:
+        threshold, rule = args.threshold, f"score >= {args.threshold}"
+    kept = [p[p.scores >= threshold] for p in predictions[: len(shown)]]
+    pictures = [draw(read_rgb(d["file_name"]), k, metadata) for d, k in zip(shown, kept)]
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     cv2.imwrite(args.output, cv2.cvtColor(tile(pictures, args.columns), cv2.COLOR_RGB2BGR))
-    print(f"wrote {len(pictures)} images with detections (score >= {args.threshold}) to {args.output}")
+    n_boxes = sum(len(k) for k in kept)
+    if args.detections_json:
+        with open(args.detections_json, "w") as f:
+            json.dump({"threshold": threshold, "rule": rule, "columns": args.columns, "scale": SCALE, "images": [
+                {"file_name": d["file_name"], "boxes": k.pred_boxes.tensor.tolist(), "scores": k.scores.tolist(),
+                 "classes": k.pred_classes.tolist()} for d, k in zip(shown, kept)]}, f)
+    print(f"drew {n_boxes} boxes on {len(pictures)} images ({rule}) -> {args.output}")
+    if n_boxes == 0:
+        print("warning: no detection reached the threshold: the picture shows no box", file=sys.stderr)
+    return {"threshold": threshold, "detections": kept, "dataset": shown, "num_boxes": n_boxes}
 
 
 if __name__ == "__main__":

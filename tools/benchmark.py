@@ -146,7 +146,7 @@ def run_child(args):
     elif args.child == "inference":
         model.eval()
         inputs = _random_inputs(args.batch, args.size, model.num_classes, False)
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast("cuda", enabled=args.amp):
             times = _timed_runs(lambda: model(inputs), args)
         out["inference_s"] = statistics.median(times)
         out["inference_s_all"] = times
@@ -154,8 +154,12 @@ def run_child(args):
         model.train()
         inputs = _random_inputs(args.batch, args.size, model.num_classes, True)
 
+        scaler = torch.amp.GradScaler("cuda") if args.amp else None
+
         def step():
-            sum(model(inputs).values()).backward()
+            with torch.autocast("cuda", enabled=args.amp):
+                loss = sum(model(inputs).values())
+            (scaler.scale(loss) if scaler is not None else loss).backward()
             model.zero_grad(set_to_none=True)
 
         times = _timed_runs(step, args)
@@ -210,7 +214,10 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    parser.add_argument("--amp", action="store_true",
+                        help="inference and training under CUDA autocast (float16 mixed precision; CUDA only)")
     parser.add_argument("--markdown", help="append the table, command and machine to this markdown file")
+    parser.add_argument("--json", help="also write the rows, machine and settings to this JSON file")
     parser.add_argument("--title", default="Benchmark", help="section title in --markdown")
     parser.add_argument("--child", choices=TASKS, help=argparse.SUPPRESS)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides key=value (every config)")
@@ -219,13 +226,16 @@ def main(argv=None):
         import torch
 
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.amp and not args.device.startswith("cuda"):
+        parser.error(f"--amp needs a CUDA device (got --device {args.device})")
     if args.child:
         return run_child(args)
 
     def child(task, configs):
         cmd = [sys.executable, os.path.abspath(__file__), "--child", task, "--config-file", *configs,
                "--size", *map(str, args.size), "--batch", str(args.batch), "--threads", str(args.threads),
-               "--iters", str(args.iters), "--warmup", str(args.warmup), "--device", args.device, *args.opts]
+               "--iters", str(args.iters), "--warmup", str(args.warmup), "--device", args.device,
+               *(["--amp"] if args.amp else []), *args.opts]
         env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
                    PYTHONWARNINGS="ignore")
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -260,10 +270,15 @@ def main(argv=None):
     machine = machine_description(args.device, args.threads)
     table = format_table(rows, args)
     command = "python " + " ".join([os.path.relpath(__file__)] + [a if " " not in a else f'"{a}"' for a in (argv or sys.argv[1:])])
-    summary = (f"input {args.size[0]}x{args.size[1]}, batch {args.batch}, {args.threads} threads, device {args.device}; "
+    summary = (f"input {args.size[0]}x{args.size[1]}, batch {args.batch}, {args.threads} threads, device {args.device}"
+               f"{' (AMP float16)' if args.amp else ''}; "
                f"median of {args.iters} runs (rounds when interleaved) after {args.warmup} warm-up runs; peak memory = "
                + ("CUDA max allocated" if args.device.startswith("cuda") else "process peak RSS"))
     print(f"\n{machine}\n{summary}\n\n{table}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine, "summary": summary, "command": command, "amp": args.amp,
+                       "device": args.device, "size": args.size, "batch": args.batch, "rows": rows}, f, indent=1)
     if args.markdown:
         with open(args.markdown, "a") as f:
             f.write(f"\n## {args.title}\n\nMachine: {machine}. {summary}. Date: {time.strftime('%Y-%m-%d')}.\n\n"

@@ -17,21 +17,31 @@ from .core import multi_head_attention, split_heads
 
 class ConditionalSelfAttention(nn.Module):
     """Decoder self-attention with separately projected content and position:
-    ``q = Wqc x + Wqp p``, ``k = Wkc x + Wkp p``, ``v = Wv x``.
+    ``q = Wqc x + Wqp p``, ``k = Wkc x + Wkp p``, ``v = Wv x``, output ``Wo attn(q, k, v)``.
+
+    The attention runs at ``attn_dim`` channels (``nhead`` heads of ``attn_dim / nhead``): the five input
+    projections map ``d_model -> attn_dim`` and ``out_proj`` maps ``attn_dim -> d_model``. The default
+    ``attn_dim = d_model`` is Conditional DETR's (official reference above). SD-DETR's shared
+    self-attention over the 2C concatenation ``[q_cls | q_loc]`` uses ``d_model = 2C, attn_dim = C``
+    (the paper's "attention channel 256", Sec. 4.1; projects/sd_detr/README.md).
 
     Shapes: x, pos [B, Q, d_model] -> [B, Q, d_model] (before residual and norm).
     """
 
-    def __init__(self, d_model: int, nhead: int, dropout: float = 0.0):
+    def __init__(self, d_model: int, nhead: int, dropout: float = 0.0, attn_dim: Optional[int] = None):
         super().__init__()
+        attn_dim = d_model if attn_dim is None else attn_dim
+        if attn_dim <= 0 or attn_dim % nhead:
+            raise ValueError(f"ConditionalSelfAttention: attn_dim={attn_dim} must be a positive multiple of nhead={nhead}")
         self.nhead = nhead
         self.dropout = dropout
-        self.qcontent_proj = Linear(d_model, d_model)
-        self.qpos_proj = Linear(d_model, d_model)
-        self.kcontent_proj = Linear(d_model, d_model)
-        self.kpos_proj = Linear(d_model, d_model)
-        self.v_proj = Linear(d_model, d_model)
-        self.out_proj = Linear(d_model, d_model)
+        self.attn_dim = attn_dim
+        self.qcontent_proj = Linear(d_model, attn_dim)
+        self.qpos_proj = Linear(d_model, attn_dim)
+        self.kcontent_proj = Linear(d_model, attn_dim)
+        self.kpos_proj = Linear(d_model, attn_dim)
+        self.v_proj = Linear(d_model, attn_dim)
+        self.out_proj = Linear(attn_dim, d_model)
         nn.init.constant_(self.out_proj.bias, 0.0)
 
     def forward(self, x: Tensor, pos: Tensor, attn_mask: Optional[Tensor] = None) -> Tensor:

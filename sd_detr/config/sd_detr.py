@@ -18,6 +18,9 @@ def add_sd_detr_config(cfg):
     s = cfg.MODEL.SD_DETR
     # decoder: "split_cross_attention" (SD-DETR), "shared" (Table 2 baseline), "split_decoder" (Table 3)
     s.DECODER = "split_cross_attention"
+    # attention width of the shared self-attention over [q_cls | q_loc] (2C in and out): "model" attends
+    # in C channels (paper Sec. 4.1: "the attention channel to 256"), "full" in 2C (DESTR)
+    s.SELF_ATTN_WIDTH = "model"
     s.REFINE_ANCHORS = False
     # mini-detector (DESTR models/destr.py: 4 convs per tower, GroupNorm 32, loss weight 0.1)
     s.MINI_DETECTOR_CONVS = 4

@@ -1,5 +1,6 @@
 """SD-DETR's disentangled decoder: the shared self-attention mixes the branches (the split decoder does
-not), one branch is exactly Conditional DETR's layer, references come from the anchors and offsets,
+not) and attends in C channels by default (2C with ``self_attn_width="full"``), one branch is exactly
+Conditional DETR's layer, references come from the anchors and offsets,
 optional anchor refinement, and the heads read their own branch."""
 import pytest
 import torch
@@ -27,10 +28,11 @@ def _queries(branches, bsz=2, nq=5, seed=1, requires_grad=False):
     return {"anchors": anchors, "content": content}
 
 
-def _decoder(branches=("cls", "loc"), shared_self_attn=True, refine=False, layers=2):
+def _decoder(branches=("cls", "loc"), shared_self_attn=True, refine=False, layers=2, width="model"):
     torch.manual_seed(0)
     return DisentangledDecoder(num_layers=layers, d_model=C, nhead=H, dim_feedforward=F, dropout=0.0,
-                               branches=branches, shared_self_attn=shared_self_attn, refine_anchors=refine).eval()
+                               branches=branches, shared_self_attn=shared_self_attn, self_attn_width=width,
+                               refine_anchors=refine).eval()
 
 
 def _box_head():
@@ -61,6 +63,71 @@ def test_shared_self_attention_is_one_attention_over_the_2c_concatenation():
     assert len(layer.cross_attn) == 2 and len(layer.ffn) == 2 and len(layer.norm2) == 2
     split = DisentangledDecoderLayer(C, H, F, 0.0, num_branches=2, shared_self_attn=False)
     assert len(split.self_attn) == 2 and split.self_attn[0].qcontent_proj.in_features == C
+
+
+def _params(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize("width", ["model", "full"])
+def test_shared_self_attention_width_sets_the_projections_heads_and_parameter_count(width):
+    """Default "model": 5 projections 2C -> C, output C -> 2C, heads of C/H; "full": all 2C -> 2C, heads
+    of 2C/H. Catches the option being ignored, the output projection left at C (the split into halves
+    would then fail) or the LayerNorm after the residual moved to C."""
+    layer = DisentangledDecoderLayer(C, H, F, 0.0, num_branches=2, shared_self_attn=True, self_attn_width=width)
+    sa = layer.self_attn[0]
+    attn = C if width == "model" else 2 * C
+    assert sa.attn_dim == attn and sa.nhead == H and sa.attn_dim // sa.nhead == (C // H if width == "model" else 2 * C // H)
+    for proj in (sa.qcontent_proj, sa.qpos_proj, sa.kcontent_proj, sa.kpos_proj, sa.v_proj):
+        assert (proj.in_features, proj.out_features) == (2 * C, attn)
+    assert (sa.out_proj.in_features, sa.out_proj.out_features) == (attn, 2 * C)
+    assert layer.norm1[0].normalized_shape == (2 * C,)
+    expected = 5 * (2 * C * C + C) + (C * 2 * C + 2 * C) if width == "model" else 6 * (2 * C * 2 * C + 2 * C)
+    assert _params(sa) == expected
+
+
+def _reference_self_attention(sa, x, pos):
+    """Conditional DETR's self-attention written out: H heads of attn_dim / H, logits scaled by
+    1 / sqrt(attn_dim / H)."""
+    lin = lambda m, t: t @ m.weight.reshape(m.out_features, m.in_features).T + m.bias  # noqa: E731
+    q = lin(sa.qcontent_proj, x) + lin(sa.qpos_proj, pos)
+    k = lin(sa.kcontent_proj, x) + lin(sa.kpos_proj, pos)
+    v = lin(sa.v_proj, x)
+    b, n, a = q.shape
+    d = a // sa.nhead
+    heads = lambda t: t.reshape(b, n, sa.nhead, d).transpose(1, 2)  # noqa: E731
+    weights = (heads(q) @ heads(k).transpose(-2, -1) / d ** 0.5).softmax(-1)
+    return lin(sa.out_proj, (weights @ heads(v)).transpose(1, 2).reshape(b, n, a))
+
+
+@pytest.mark.parametrize("width", ["model", "full"])
+def test_shared_self_attention_is_multi_head_attention_with_heads_of_attn_dim_over_nhead(width):
+    """Catches a wrong head split or scale at the reduced width (e.g. heads of 2C/H on C channels, or
+    1/sqrt(2C/H) scaling): the output must equal the written-out attention."""
+    layer = DisentangledDecoderLayer(C, H, F, 0.0, num_branches=2, self_attn_width=width).eval()
+    sa = layer.self_attn[0]
+    g = torch.Generator().manual_seed(3)
+    x, pos = torch.randn(2, 5, 2 * C, generator=g), torch.randn(2, 5, 2 * C, generator=g)
+    with torch.no_grad():
+        for m in (sa.qcontent_proj, sa.kcontent_proj, sa.out_proj):
+            m.bias.normal_(generator=g)  # non-zero biases so a missing one shows
+        assert torch.allclose(sa(x, pos), _reference_self_attention(sa, x, pos), atol=1e-5)
+
+
+@pytest.mark.parametrize("branches,shared", [(("shared",), True), (("cls", "loc"), False)])
+def test_self_attention_width_does_not_change_the_one_branch_or_split_decoders(branches, shared):
+    """Their self-attentions are C wide in both settings: same parameters (same seed) and outputs.
+    Catches "full" widening a one-branch or per-branch self-attention."""
+    model, full = _decoder(branches, shared, width="model"), _decoder(branches, shared, width="full")
+    a, b = model.state_dict(), full.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    q = _queries(branches)
+    assert torch.equal(model(_memory(), q).hidden, full(_memory(), q).hidden)
+
+
+def test_unknown_self_attention_width_is_rejected_with_its_value():
+    with pytest.raises(ValueError, match="'half'"):
+        _decoder(width="half")
 
 
 def test_one_branch_layer_is_conditional_detrs_decoder_layer():

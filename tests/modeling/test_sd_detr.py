@@ -66,13 +66,14 @@ ROWS = {
 }
 
 
-def _yacs_cfg(decoder, taq, tal):
+def _yacs_cfg(decoder, taq, tal, width="model"):
     cfg = get_cfg()
     add_sd_detr_config(cfg)
     tiny_synthetic_yacs(cfg, "SDDETR")
     s = cfg.MODEL.SD_DETR
     s.DECODER, s.TASK_AWARE_QUERIES, s.TASK_ALIGNMENT_LOSS = decoder, taq, tal
     s.NUM_REPEATS = 2 if tal else 1
+    s.SELF_ATTN_WIDTH = width
     return cfg
 
 
@@ -95,6 +96,26 @@ def test_ablation_configs_have_their_rows_parts_and_the_yacs_path_builds_the_sam
     assert yacs.criterion.extra_stage_weights == lazy.criterion.extra_stage_weights == {"mini_detector": 0.1}
 
 
+@pytest.mark.parametrize("width", ["model", "full"])
+def test_yacs_self_attention_width_key_builds_the_lazyconfig_models_self_attention(width):
+    """Catches MODEL.SD_DETR.SELF_ATTN_WIDTH not reaching the decoder (the yacs model would keep the
+    default width while the LazyConfig one changes)."""
+    cfg = LazyConfig.load(TINY)
+    cfg.model.decoder.self_attn_width = width
+    torch.manual_seed(0)
+    lazy = instantiate(cfg.model)
+    yacs = build_model(_yacs_cfg("split_cross_attention", True, True, width))
+    c = lazy.decoder.d_model
+    assert lazy.decoder.layers[0].self_attn[0].attn_dim == yacs.decoder.layers[0].self_attn[0].attn_dim
+    assert yacs.decoder.layers[0].self_attn[0].attn_dim == (c if width == "model" else 2 * c)
+    assert {k: v.shape for k, v in yacs.state_dict().items()} == {k: v.shape for k, v in lazy.state_dict().items()}
+
+
+def test_yacs_rejects_an_unknown_self_attention_width_naming_the_key():
+    with pytest.raises(ValueError, match="MODEL.SD_DETR.SELF_ATTN_WIDTH"):
+        build_model(_yacs_cfg("split_cross_attention", True, True, "half"))
+
+
 def _num_params(module):
     return sum(p.numel() for p in module.parameters())
 
@@ -103,14 +124,17 @@ def _linear(i, o):
     return i * o + o
 
 
-def _decoder_layer_params(c, f, branches, shared_self_attn):
+def _decoder_layer_params(c, f, branches, shared_self_attn, width="model"):
     """Parameters of one decoder layer from the paper's description (Conditional DETR attention: 6 linear
-    maps per attention; LayerNorm: 2 per channel; FFN: 2 linear maps and its norm)."""
+    maps per attention; LayerNorm: 2 per channel; FFN: 2 linear maps and its norm). The shared
+    self-attention reads and writes branches x C channels and attends in C ("model": 5 projections
+    in -> C, output C -> in) or in all of them ("full")."""
     attn = lambda w: 6 * _linear(w, w)  # noqa: E731
     ffn = _linear(c, f) + _linear(f, c) + 2 * c
     per_branch = attn(c) + 2 * c + ffn  # cross-attention, its norm, FFN
     if shared_self_attn:
-        self_attn = attn(branches * c) + 2 * branches * c
+        w = branches * c
+        self_attn = (attn(w) if width == "full" else 5 * _linear(w, c) + _linear(c, w)) + 2 * w
     else:
         self_attn = branches * (attn(c) + 2 * c)
     return self_attn + branches * per_branch
@@ -121,15 +145,20 @@ def conditional_r50():
     return instantiate(LazyConfig.load(f"{REPO}/projects/conditional_detr/configs/conditional_detr_r50_50ep.py").model)
 
 
-@pytest.mark.parametrize("config,branches,shared", [
-    ("sd_detr_r50_50ep.py", 2, True), ("ablations/table2_baseline.py", 1, True),
-    ("ablations/table3_split_decoder.py", 2, False), ("sd_detr_r50_dc5_12ep.py", 2, True),
+@pytest.mark.parametrize("config,branches,shared,width", [
+    ("sd_detr_r50_50ep.py", 2, True, "model"), ("sd_detr_r50_50ep.py", 2, True, "full"),
+    ("ablations/table2_baseline.py", 1, True, "model"), ("ablations/table3_split_decoder.py", 2, False, "model"),
+    ("sd_detr_r50_dc5_12ep.py", 2, True, "model"),
 ])
-def test_full_size_parameter_counts(config, branches, shared, conditional_r50):
+def test_full_size_parameter_counts(config, branches, shared, width, conditional_r50):
+    """Catches a decoder whose widths differ from the description, e.g. the shared self-attention not
+    at the configured width, or the LayerNorm after it not at 2C."""
     cfg = LazyConfig.load(f"{CONFIGS}/{config}")
+    assert cfg.model.decoder.self_attn_width == "model"  # the default of every full-size row
+    cfg.model.decoder.self_attn_width = width
     model = instantiate(cfg.model)
     c, f, layers = 256, 2048, 6
-    decoder = layers * _decoder_layer_params(c, f, branches, shared) + branches * (2 * _linear(c, c) + 2 * c)
+    decoder = layers * _decoder_layer_params(c, f, branches, shared, width) + branches * (2 * _linear(c, c) + 2 * c)
     assert _num_params(model.decoder) == decoder
     assert model.query_init.num_queries == 300 and len(model.encoder.layers) == 6
     # everything but the query initialiser and the decoder is Conditional DETR-R50's

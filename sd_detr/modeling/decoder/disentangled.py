@@ -1,11 +1,16 @@
 """SD-DETR's disentangled feature learning (DFL, Sec. 3.2.1, Eq. 3) and the decoders of its ablations.
 
-One layer class covers the three decoders of the paper's Tables 2 and 3, by two choices:
+One layer class covers the three decoders of the paper's Tables 2 and 3, by two choices and a width:
 - ``branches``: one query branch read by both heads (the baseline, Conditional DETR's decoder with
   mini-detector queries) or two, "cls" and "loc", read by the class and the box head;
 - ``shared_self_attn``: with two branches, one self-attention over the channel concatenation of the
   two queries (2C channels per query; SD-DETR), or one per branch (two complete decoders, Table 3's
-  "split decoder").
+  "split decoder");
+- ``self_attn_width`` (only changes the shared self-attention over two branches): ``"model"`` (default)
+  runs its attention at C channels, 8 heads of C/8 (projections 2C -> C, output C -> 2C), the paper's
+  "We keep the number of multi-head to 8 and the attention channel to 256" (Sec. 4.1); ``"full"`` runs it
+  at 2C, 8 heads of 2C/8, as DESTR (``models/transformer.py:348-354``: ``MultiheadAttention(d_model *
+  2, nhead)``). One-branch and per-branch self-attentions are C wide either way.
 Each branch has its own conditional cross-attention (:class:`~sd_detr.attention.ConditionalCrossAttention`:
 content query concatenated with the spatial query from its own reference, keys with the image
 position embedding), FFN, norms and residuals.
@@ -16,8 +21,8 @@ the split-cross-attention detector SD-DETR builds on:
   spatial query is the sine embedding of the reference centre times ``query_scale(output)``, and
   ``pos_transformation`` is applied from the first layer on there, here from the second as in
   Conditional DETR (its first layer has no decoder output to scale with);
-- l. 464-493: the shared self-attention runs on the 2C concatenation with one LayerNorm(2C) after the
-  residual, then l. 545-555 split it into the two C-channel halves;
+- l. 464-493: the shared self-attention reads and writes the 2C concatenation, with one LayerNorm(2C)
+  after the residual (in both widths), then l. 545-555 split it into the two C-channel halves;
 - l. 509-520: the cross-attention does not add the object query to the content query in the first
   layer (Conditional DETR's ``ca_qpos_proj``), since the queries come from the mini-detector;
 - the self-attention's positional embedding is the sine embedding of the reference
@@ -35,6 +40,9 @@ from ...attention import ConditionalCrossAttention, ConditionalSelfAttention
 from ...layers import FFN, MLP, inverse_sigmoid, sine_embedding
 from .base import DecoderOutput, EncoderMemory
 
+# width of the attention inside a self-attention: C ("model") or that of its input ("full": 2C when shared)
+SELF_ATTN_WIDTHS = ("model", "full")
+
 
 class DisentangledDecoderLayer(nn.Module):
     """Self-attention (shared over the concatenated branches, or per branch), then per branch
@@ -43,17 +51,30 @@ class DisentangledDecoderLayer(nn.Module):
     forward(tgts: list of [B, Q, C] per branch, query_pos: list of [B, Q, C] (self-attention
     positional embeddings), spatial: list of [B, Q, C] (cross-attention spatial queries before their
     projection), mem) -> list of [B, Q, C].
+
+    ``self_attn_width``: ``"model"`` (attention at C channels) or ``"full"`` (at the width of the
+    self-attention's input: 2C for the shared one); see the module docstring.
     """
 
     def __init__(self, d_model: int = 256, nhead: int = 8, dim_feedforward: int = 2048, dropout: float = 0.1,
-                 activation="relu", num_branches: int = 2, shared_self_attn: bool = True):
+                 activation="relu", num_branches: int = 2, shared_self_attn: bool = True,
+                 self_attn_width: str = "model"):
         super().__init__()
+        if self_attn_width not in SELF_ATTN_WIDTHS:
+            raise ValueError(f"DisentangledDecoderLayer: self_attn_width must be one of {SELF_ATTN_WIDTHS}, "
+                             f"got {self_attn_width!r}")
         self.d_model = d_model
         self.num_branches = num_branches
         self.shared_self_attn = shared_self_attn or num_branches == 1
+        self.self_attn_width = self_attn_width
+        # the self-attention reads and writes sa_width channels (2C when shared over two branches) and
+        # attends in attn_dim of them
         sa_width = num_branches * d_model if self.shared_self_attn else d_model
+        attn_dim = d_model if self_attn_width == "model" else sa_width
         num_sa = 1 if self.shared_self_attn else num_branches
-        self.self_attn = nn.ModuleList(ConditionalSelfAttention(sa_width, nhead, dropout) for _ in range(num_sa))
+        self.self_attn = nn.ModuleList(
+            ConditionalSelfAttention(sa_width, nhead, dropout, attn_dim=attn_dim) for _ in range(num_sa)
+        )
         self.dropout1 = nn.ModuleList(nn.Dropout(dropout) for _ in range(num_sa))
         self.norm1 = nn.ModuleList(nn.LayerNorm(sa_width) for _ in range(num_sa))
         self.cross_attn = nn.ModuleList(ConditionalCrossAttention(d_model, nhead, dropout) for _ in range(num_branches))
@@ -93,6 +114,10 @@ class DisentangledDecoder(nn.Module):
         branches: names; the first feeds the class head, the last the box head (one name: shared).
         shared_self_attn: with two branches, one self-attention over their concatenation (SD-DETR)
             instead of one per branch (two complete decoders).
+        self_attn_width: "model" (default): the shared self-attention over the 2C concatenation attends
+            in C channels (8 heads of C/8; projections 2C -> C, output C -> 2C), the paper's Sec. 4.1
+            reading; "full": in 2C channels (8 heads of 2C/8), as DESTR. No effect with one branch or
+            without the shared self-attention (C wide either way).
         refine_anchors: replace the anchors after each layer by that layer's predicted boxes (detached;
             needs the detector's ``box_head``). False keeps the mini-detector's anchors in every layer.
         reference_eps: eps of ``inverse_sigmoid`` in the refinement (the detector's ``reference_eps``).
@@ -104,14 +129,16 @@ class DisentangledDecoder(nn.Module):
 
     def __init__(self, num_layers: int = 6, d_model: int = 256, nhead: int = 8, dim_feedforward: int = 2048,
                  dropout: float = 0.1, activation="relu", branches: Sequence[str] = ("cls", "loc"),
-                 shared_self_attn: bool = True, refine_anchors: bool = False, reference_eps: float = 1e-5):
+                 shared_self_attn: bool = True, self_attn_width: str = "model", refine_anchors: bool = False,
+                 reference_eps: float = 1e-5):
         super().__init__()
         self.branches = tuple(branches)
         if not 1 <= len(self.branches) <= 2 or len(set(self.branches)) != len(self.branches):
             raise ValueError(f"DisentangledDecoder: branches must be one or two distinct names, got {branches}")
         nb = len(self.branches)
         self.layers = nn.ModuleList(
-            DisentangledDecoderLayer(d_model, nhead, dim_feedforward, dropout, activation, nb, shared_self_attn)
+            DisentangledDecoderLayer(d_model, nhead, dim_feedforward, dropout, activation, nb, shared_self_attn,
+                                     self_attn_width)
             for _ in range(num_layers)
         )
         self.d_model = d_model

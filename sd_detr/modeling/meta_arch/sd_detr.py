@@ -5,17 +5,18 @@ The detector is :class:`DETRDetector` with SD-DETR's parts: a mini-detector on t
 gives the anchor boxes and initial queries (:class:`~sd_detr.modeling.queries.MiniDetectorQueries`),
 task-aware query generation gives each branch its content query and reference
 (:class:`~sd_detr.modeling.queries.TaskAwareQueryGenerator`), the disentangled decoder has a shared
-self-attention and per-branch cross-attention (:class:`~sd_detr.modeling.decoder.DisentangledDecoder`),
-the class head reads the classification branch and the box head the localisation branch, and the
-criterion uses the task-alignment loss with repeated positives
-(:class:`~sd_detr.modeling.losses.TaskAlignmentLoss`, ``HungarianAssigner(num_repeats=2)``).
+self-attention on the 2C concatenation of the branches (attending in C channels by default,
+``MODEL.SD_DETR.SELF_ATTN_WIDTH``) and per-branch cross-attention
+(:class:`~sd_detr.modeling.decoder.DisentangledDecoder`), the class head reads the classification
+branch and the box head the localisation branch, and the criterion uses the task-alignment loss with
+repeated positives (:class:`~sd_detr.modeling.losses.TaskAlignmentLoss`, ``HungarianAssigner(num_repeats=2)``).
 """
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY
 
 from ..assigner import HungarianAssigner
 from ..criterion import SetCriterion
-from ..decoder.disentangled import DisentangledDecoder
+from ..decoder.disentangled import SELF_ATTN_WIDTHS, DisentangledDecoder
 from ..losses import FocalLoss, TaskAlignmentLoss
 from ..matcher import HungarianMatcher
 from ..queries.mini_detector import MiniDetector, MiniDetectorQueries
@@ -53,6 +54,8 @@ class SDDETR(DETRDetector):
         if s.DECODER not in DECODER_LAYOUTS:
             raise ValueError(f"MODEL.SD_DETR.DECODER must be one of {sorted(DECODER_LAYOUTS)}, got {s.DECODER!r}")
         branches, shared_self_attn = DECODER_LAYOUTS[s.DECODER]
+        if s.SELF_ATTN_WIDTH not in SELF_ATTN_WIDTHS:
+            raise ValueError(f"MODEL.SD_DETR.SELF_ATTN_WIDTH must be one of {SELF_ATTN_WIDTHS}, got {s.SELF_ATTN_WIDTH!r}")
         mini = MiniDetector(d.HIDDEN_DIM, d.NUM_CLASSES, num_convs=s.MINI_DETECTOR_CONVS,
                             norm_groups=s.MINI_DETECTOR_NORM_GROUPS, anchor_size=s.ANCHOR_SIZE,
                             anchor_stride=s.ANCHOR_STRIDE, reference_eps=d.REFERENCE_EPS)
@@ -61,6 +64,7 @@ class SDDETR(DETRDetector):
         args["query_init"] = MiniDetectorQueries(mini, d.NUM_QUERIES, branches, task_aware=taq)
         args["decoder"] = DisentangledDecoder(d.DEC_LAYERS, d.HIDDEN_DIM, d.NHEADS, d.DIM_FEEDFORWARD, d.DROPOUT,
                                               d.ACTIVATION, branches=branches, shared_self_attn=shared_self_attn,
+                                              self_attn_width=s.SELF_ATTN_WIDTH,
                                               refine_anchors=s.REFINE_ANCHORS, reference_eps=d.REFERENCE_EPS)
         class_loss = (TaskAlignmentLoss(s.TAL_ALPHA, s.TAL_BETA, s.TAL_GAMMA) if s.TASK_ALIGNMENT_LOSS
                       else FocalLoss(d.FOCAL_ALPHA, d.FOCAL_GAMMA))

@@ -6,7 +6,9 @@ Where the paper is silent: FFN 2048, matcher costs 2/5/2 and loss weights 2/5/2 
 DESTR (``main.py:76-88``); the mini-detector as DESTR (4 convs per tower, GroupNorm 32, loss weight 0.1:
 ``models/destr.py:69-72, 484-487``); M = 8 task-aware points (SAM-DETR's 8 salient points); the
 repeated positives apply to every decoder layer but the last (measured on the synthetic data, see
-projects/sd_detr/README.md); anchors are not refined between layers (DESTR keeps its references).
+projects/sd_detr/README.md); anchors are not refined between layers (DESTR keeps its references); the
+shared self-attention reads and writes the 2C concatenation but attends in 256 channels (Sec. 4.1),
+``model.decoder.self_attn_width = "full"`` makes it attend in 2C as DESTR does.
 
 The ablations (projects/sd_detr/configs/ablations) switch the parts off one at a time:
 ``model.decoder.branches = ["shared"]`` (one branch read by both heads), ``model.decoder.shared_self_attn
@@ -68,6 +70,10 @@ model = L(SDDETR)(
         activation="relu",
         branches=["cls", "loc"],
         shared_self_attn=True,
+        # the shared self-attention over [q_cls | q_loc] (2C) attends in C = 256 channels, 8 heads of 32
+        # (Sec. 4.1: "We keep the number of multi-head to 8 and the attention channel to 256");
+        # "full": in 2C, 8 heads of 64, as DESTR (projects/sd_detr/README.md)
+        self_attn_width="model",
         refine_anchors=False,
         reference_eps="${..reference_eps}",
     ),

@@ -1,4 +1,4 @@
-"""Step learning-rate schedules counted in epochs: x1 until the drop, x0.1 after it.
+"""Learning-rate schedules: steps counted in epochs (x1 until the drop, x0.1 after it) and a constant one.
 
 COCO train2017 has 118,287 images; at 16 images per iteration an epoch is 7,393 iterations.
 12 epochs drop after 11, 50 epochs drop after 40 (the papers' schedules).
@@ -23,5 +23,20 @@ def step_schedule(epochs: int, drop_epochs: int, epoch_iters: int = iters_per_ep
     return dict(lr_multiplier=multiplier, max_iter=max_iter)
 
 
+def constant_lr(value: float = 1.0):
+    """A LazyCall of a constant learning-rate multiplier for ``lr_multiplier`` (any ``train.max_iter``).
+
+    fvcore's ``ConstantParamScheduler`` cannot be used here: it raises for ``where >= 1``, and Detectron2's
+    ``LRMultiplier`` (detectron2/solver/lr_scheduler.py, ``get_lr``) asks for ``last_epoch / max_iter``,
+    which is exactly 1.0 after the last iteration's step, so training crashes at its end. A one-value
+    ``MultiStepParamScheduler`` accepts ``where`` in [0, 1]; it is scale-invariant, so ``num_updates=1``
+    fits every ``max_iter``. Configs take the instance below:
+    ``lr_multiplier = get_config("common/schedule.py").constant_schedule`` (LazyConfig files export no
+    functions); another constant: ``lr_multiplier.values=[0.5]``.
+    """
+    return L(MultiStepParamScheduler)(values=[float(value)], num_updates=1)
+
+
 schedule_12ep = step_schedule(12, 11)
 schedule_50ep = step_schedule(50, 40)
+constant_schedule = constant_lr()  # x1 throughout, e.g. for fine-tuning on own data

@@ -22,6 +22,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a clone
 
+import sd_detr  # noqa: E402,F401  (first: registers the models, quiets import-time warnings)
+
 import cv2  # noqa: E402
 import tqdm  # noqa: E402
 from detectron2.data import MetadataCatalog  # noqa: E402
@@ -148,8 +150,6 @@ def main(argv=None):
     setup_logger(name="sd_detr")
     if not args.input and not args.video_input:
         get_parser().error("give --input and/or --video-input")
-    import sd_detr  # noqa: F401  (registers the models)
-
     predictor, metadata = build_predictor(args.config_file, args.opts)
     skipped = []
     if args.input:

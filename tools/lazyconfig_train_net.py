@@ -27,10 +27,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a clone
 
+import sd_detr  # noqa: E402,F401  (first: registers the models, quiets import-time warnings)
+
 from detectron2.config import LazyConfig  # noqa: E402
 from detectron2.engine import default_argument_parser, default_setup, launch  # noqa: E402
 
-import sd_detr  # noqa: E402,F401  (registers the models)
 from sd_detr.config import check_override_keys  # noqa: E402
 from sd_detr.engine import do_eval_only, do_train  # noqa: E402
 from sd_detr.engine.distributed import init_torchrun_process_group, launched_by_torchrun  # noqa: E402

@@ -68,19 +68,84 @@ def _target_accepts(node, name: str) -> bool:
     return False
 
 
-def check_override_keys(cfg, overrides) -> None:
-    """Raise a KeyError naming any ``key=value`` override whose key the config does not have.
+_MISSING = object()
 
-    OmegaConf would silently create such keys (a typo like ``train.max_iters=10`` would be ignored).
-    A key absent from the config is still accepted when it is a keyword argument of the LazyCall target
-    it sits under (its default was just not spelled out). Hydra's ``+key=value`` adds a key on purpose.
+
+def _type_name(value) -> str:
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_list(value) or isinstance(value, (list, tuple)):
+        return "list"
+    if OmegaConf.is_dict(value) or isinstance(value, dict):
+        return "dict"
+    return type(value).__name__
+
+
+def _check_override_type(cfg, key: str, item: str, value) -> None:
+    """Raise a TypeError when ``value`` (as Hydra parsed it) cannot replace the config's current value at
+    ``key``: an int key takes an int literal only, a float key an int or a float, a bool key true/false,
+    a str key a string (or a list of strings: Detectron2's dataset ``names`` take either), a list key a
+    list, a dict (LazyCall) key a dict. Permissive where nothing is known: no current value (a keyword
+    default), None, an interpolation ``${...}``, or other objects; ``null`` and ``${...}`` values pass too."""
+    from omegaconf import OmegaConf
+
+    if value is None or (isinstance(value, str) and value.startswith("${")):
+        return
+    parent_key, _, leaf = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key, default=_MISSING) if parent_key else cfg
+    if parent is _MISSING or not OmegaConf.is_config(parent):
+        return
+    try:
+        if OmegaConf.is_interpolation(parent, int(leaf) if OmegaConf.is_list(parent) else leaf):
+            return
+    except (ValueError, KeyError, IndexError, TypeError):
+        return
+    current = OmegaConf.select(cfg, key, default=_MISSING, throw_on_resolution_failure=False)
+    if current is _MISSING or current is None:
+        return
+    is_list = isinstance(value, (list, tuple))
+    if isinstance(current, bool):
+        ok, expected = isinstance(value, bool), "bool (true or false)"
+    elif isinstance(current, int):
+        ok, expected = isinstance(value, int) and not isinstance(value, bool), "int"
+    elif isinstance(current, float):
+        ok, expected = isinstance(value, (int, float)) and not isinstance(value, bool), "float (or int)"
+    elif isinstance(current, str):
+        ok = isinstance(value, str) or (is_list and all(isinstance(v, str) for v in value))
+        expected = "str (quote a number: key='2024')"
+    elif OmegaConf.is_list(current) or isinstance(current, (list, tuple)):
+        ok, expected = is_list, "list (write [a,b])"
+    elif OmegaConf.is_dict(current) or isinstance(current, dict):
+        ok, expected = isinstance(value, dict), "dict (write {key:value})"
+    else:
+        return
+    if not ok:
+        raise TypeError(f"config override {item!r}: {key} holds {_type_name(current)} {current!r}, "
+                        f"got {_type_name(value)} {value!r}; expected {expected}")
+
+
+def check_override_keys(cfg, overrides) -> None:
+    """Check ``key=value`` overrides against the config before anything is built.
+
+    Raises:
+        ValueError: an override that is not ``key=value`` (or that Hydra cannot parse, or a
+            comma-separated sweep, which LazyConfig cannot apply).
+        KeyError: naming any key the config does not have. OmegaConf would silently create such keys (a
+            typo like ``train.max_iters=10`` would be ignored). A key absent from the config is still
+            accepted when it is a keyword argument of the LazyCall target it sits under (its default was
+            just not spelled out). Hydra's ``+key=value`` adds a key on purpose.
+        TypeError: naming key, value and expected type when the value's type does not fit the config's
+            current value there (``train.max_iter=abc`` or ``=5.5``, ``optimizer.lr=fast``); see
+            :func:`_check_override_type`. Without it the error came after the model and data were built,
+            from deep inside, without the key.
     """
     import difflib
 
+    from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
-    missing = object()
     flat = []
+    parser = None
 
     def walk(node, prefix):
         if OmegaConf.is_dict(node) or isinstance(node, dict):
@@ -99,11 +164,22 @@ def check_override_keys(cfg, overrides) -> None:
         if key.startswith("+"):
             continue
         key = key.lstrip("~")
-        if OmegaConf.select(cfg, key, default=missing) is not missing:
+        # the parser LazyConfig.apply_overrides uses, so the value is typed exactly as it will be applied
+        parser = parser or OverridesParser.create()
+        try:
+            parsed = parser.parse_overrides([item])[0]
+        except Exception as e:
+            raise ValueError(f"cannot parse override {item!r}: {e}") from None
+        if parsed.is_sweep_override():
+            raise ValueError(f"override {item!r} is a comma-separated sweep, which LazyConfig cannot apply; "
+                             f"write a list in brackets: {key}=[{item.split('=', 1)[1]}]")
+        if OmegaConf.select(cfg, key, default=_MISSING, throw_on_resolution_failure=False) is not _MISSING:
+            if not parsed.is_delete():
+                _check_override_type(cfg, key, item, parsed.value())
             continue
         parent_key, _, leaf = key.rpartition(".")
-        parent = OmegaConf.select(cfg, parent_key, default=missing) if parent_key else cfg
-        if parent is not missing and _target_accepts(parent, leaf):
+        parent = OmegaConf.select(cfg, parent_key, default=_MISSING) if parent_key else cfg
+        if parent is not _MISSING and _target_accepts(parent, leaf):
             continue
         if not flat:
             walk(cfg, "")

@@ -4,6 +4,7 @@ does it, plus the DETR recipe (gradient clipping, backbone learning rate) and st
 Expected config attributes: ``model``, ``dataloader.{train,test,evaluator}``, ``optimizer``,
 ``lr_multiplier``, ``train`` (see ``configs/common/train.py``).
 """
+import json
 import logging
 import os
 
@@ -15,6 +16,7 @@ from detectron2.evaluation.testing import flatten_results_dict
 from detectron2.utils.events import CommonMetricPrinter, EventStorage, JSONWriter
 
 from ..checkpoint import DETRCheckpointer
+from ..data.custom import apply_custom_datasets
 from .distributed import create_ddp_model
 from .trainer import DETRTrainer
 
@@ -54,7 +56,11 @@ def build_model(cfg):
 
 def do_train(cfg, resume: bool = False):
     """Train ``cfg.model``; with ``resume`` continue from ``output_dir/last_checkpoint`` (model, optimizer,
-    scheduler and iteration), else start from ``train.init_checkpoint``. Returns the trainer."""
+    scheduler and iteration), else start from ``train.init_checkpoint``. Returns the trainer.
+
+    With ``resume``, the rows of ``metrics.json`` past the checkpoint's iteration (logged by a run killed
+    after it) are removed first, so the file holds each iteration once."""
+    apply_custom_datasets(cfg)  # own data set in cfg.dataloader.custom (configs/common/data/custom_coco.py)
     model = build_model(cfg)
     logger.info("Model:\n%s", model)
     cfg.optimizer.params.model = model
@@ -71,26 +77,74 @@ def do_train(cfg, resume: bool = False):
     checkpointer = DETRCheckpointer(model, cfg.train.output_dir, optimizer=optimizer, trainer=trainer)
     # A run's own last checkpoint must fit exactly; init weights (e.g. an ImageNet backbone) need not.
     checkpointer.strict = resume and checkpointer.has_checkpoint()
+    # the hooks with state (LR scheduler) must be registered before the checkpoint restores them
     trainer.register_hooks([
         hooks.IterationTimer(),
         hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
         hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if comm.is_main_process() else None,
         hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),
-        hooks.PeriodicWriter(build_writers(cfg.train.output_dir, cfg.train.max_iter), period=cfg.train.log_period)
-        if comm.is_main_process() else None,
     ])
     if resume and not checkpointer.has_checkpoint():
         logger.warning("--resume: no checkpoint in %s; starting from train.init_checkpoint", cfg.train.output_dir)
     checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=resume)
     start_iter = trainer.iter + 1 if resume and checkpointer.has_checkpoint() else 0
+    metrics_file = os.path.join(cfg.train.output_dir, "metrics.json")
+    if resume and comm.is_main_process():
+        # a run killed after its last checkpoint logged iterations that are now trained again
+        trim_metrics(metrics_file, start_iter)
     if cfg.train.max_iter == 0:
         evaluate_initial_weights(cfg, model)
         return trainer
     if start_iter >= cfg.train.max_iter:
-        logger.info("Training already finished (iteration %d of %d)", start_iter, cfg.train.max_iter)
+        logger.info("--resume: resumed at iteration %d %s max_iter (%d), nothing to train",
+                    start_iter, "=" if start_iter == cfg.train.max_iter else ">", cfg.train.max_iter)
         return trainer
+    # registered last (runs after the checkpointer and evaluation of each step) and only now, after the
+    # resume: JSONWriter opens metrics.json for appending when it is built
+    trainer.register_hooks([
+        hooks.PeriodicWriter(build_writers(cfg.train.output_dir, cfg.train.max_iter), period=cfg.train.log_period)
+        if comm.is_main_process() else None,
+    ])
     trainer.train(start_iter, cfg.train.max_iter)
     return trainer
+
+
+def trim_metrics(metrics_file: str, start_iter: int) -> int:
+    """Drop the rows of ``metrics_file`` (Detectron2's JSONWriter: one JSON object per line) whose
+    ``"iteration"`` is >= ``start_iter``, and a last line cut short by a killed process, so that a resumed
+    run logs each iteration once. Other lines are kept verbatim (rows without an iteration, and a
+    malformed line in the middle: it is not ours to delete). The file is replaced atomically.
+    Returns the number of lines dropped; a missing file is left alone (0)."""
+    if not os.path.isfile(metrics_file):
+        return 0
+    with open(metrics_file, encoding="utf-8") as f:
+        lines = f.read().splitlines(keepends=True)
+    kept, dropped_rows, truncated = [], 0, False
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            if i == len(lines) - 1:  # written by a process killed mid-line
+                truncated = True
+                continue
+            kept.append(line)
+            continue
+        if isinstance(row, dict) and isinstance(row.get("iteration"), (int, float)) and row["iteration"] >= start_iter:
+            dropped_rows += 1
+            continue
+        kept.append(line if line.endswith("\n") else line + "\n")
+    if not dropped_rows and not truncated:
+        return 0
+    tmp = metrics_file + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.writelines(kept)
+    os.replace(tmp, metrics_file)
+    logger.info("--resume from iteration %d: removed %d rows of iterations >= %d%s from %s (they are trained "
+                "again)", start_iter, dropped_rows, start_iter, " and a truncated last line" if truncated else "",
+                metrics_file)
+    return dropped_rows + int(truncated)
 
 
 def evaluate_initial_weights(cfg, model):
@@ -109,6 +163,7 @@ def evaluate_initial_weights(cfg, model):
 
 def do_eval_only(cfg):
     """Evaluate ``train.init_checkpoint``; the checkpoint must fit the model exactly."""
+    apply_custom_datasets(cfg)
     model = build_model(cfg)
     model = create_ddp_model(model)
     if not cfg.train.init_checkpoint:

@@ -1,0 +1,475 @@
+#!/usr/bin/env python
+"""Hand-planted mutants of sd_detr/modeling and sd_detr/attention against the fast tests.
+
+Each mutant is a plausible wiring bug (swapped branch halves, a detached tensor, a dropped term, an
+ignored option, an off-by-one in a layer range, a wrong sign), written as an exact snippet of the
+package and its replacement, with the fast test files (or node ids) that should notice it. For each
+mutant the tool copies the repository (tracked and untracked, not ignored files) into a temporary
+directory, applies the mutation there (an error if the snippet does not occur exactly once), runs the
+selected tests with ``pytest -x`` and that copy first on the import path (``PYTHONPATH=<copy>``, checked
+through ``sd_detr.__file__``), restores the file and reports killed / survived in a table. The working
+tree itself is never modified.
+
+Before the mutants run, the selected tests run once on the unmutated copy; tests that already fail
+there are deselected (reported), so a mutant counts as killed only by a test that passes without it.
+
+``--tests-from REV`` replaces the copy's ``tests/`` by that git revision's (to measure the suite
+"before"); test files or node ids missing there are skipped.
+
+Usage::
+
+    python tools/mutation_check.py                       # every mutant, current tests
+    python tools/mutation_check.py --tests-from 3663316  # the same mutants against older tests
+    python tools/mutation_check.py --only sd_swap_halves tal_alpha_beta_swapped
+    python tools/mutation_check.py --check               # only verify every snippet occurs exactly once
+    python tools/mutation_check.py --list
+
+It is a tool, not part of the test suite (it runs pytest dozens of times); CPU is scarce, so each
+mutant runs only its relevant test files, with OMP_NUM_THREADS=1.
+"""
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class MutationError(ValueError):
+    """A mutant that cannot be applied (its snippet is missing or ambiguous)."""
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """One planted bug: ``original`` (exact text, must occur once in ``path``) becomes ``mutated``."""
+
+    name: str
+    path: str
+    original: str
+    mutated: str
+    tests: Tuple[str, ...]
+    description: str
+
+
+# ---------------------------------------------------------------------------- test selections
+T = "tests/modeling/"
+SD_WIRING = T + "test_sd_detr_wiring.py"
+BASE_WIRING = T + "test_baseline_wiring.py"
+DISENTANGLED = (SD_WIRING, T + "test_disentangled_decoder.py",
+                T + "test_sd_detr.py::test_class_head_reads_the_classification_branch_and_box_head_the_localisation_branch",
+                T + "test_sd_detr.py::test_training_losses_cover_every_decoder_layer_and_the_mini_detector_and_reach_every_part")
+SD_META = (SD_WIRING, T + "test_sd_detr.py::test_class_head_reads_the_classification_branch_and_box_head_the_localisation_branch",
+           T + "test_sd_detr.py::test_ablation_configs_have_their_rows_parts_and_the_yacs_path_builds_the_same_model",
+           T + "test_sd_detr.py::test_training_losses_cover_every_decoder_layer_and_the_mini_detector_and_reach_every_part")
+TAL = (T + "test_task_alignment_loss.py", T + "test_losses.py", SD_WIRING)
+ASSIGN = (T + "test_task_alignment_loss.py", SD_WIRING,
+          T + "test_sd_detr.py::test_ablation_configs_have_their_rows_parts_and_the_yacs_path_builds_the_same_model")
+CRITERION = (T + "test_task_alignment_loss.py", SD_WIRING,
+             T + "test_sd_detr.py::test_mini_detector_loss_is_weighted_by_its_extra_stage_weight",
+             T + "test_sd_detr.py::test_training_losses_cover_every_decoder_layer_and_the_mini_detector_and_reach_every_part")
+MINI = (T + "test_mini_detector.py", SD_WIRING)
+TAQ = (T + "test_task_aware_queries.py", SD_WIRING,
+       T + "test_sd_detr.py::test_training_losses_cover_every_decoder_layer_and_the_mini_detector_and_reach_every_part")
+CONDITIONAL = (BASE_WIRING, "tests/attention/test_conditional.py", T + "test_disentangled_decoder.py",
+               T + "test_meta_arch.py::test_training_forward_returns_weighted_losses_for_every_decoder_layer_and_backpropagates",
+               "tests/checkpoint/test_convert.py::test_conditional_detr_conversion_covers_every_official_key_and_fits_the_r50_config")
+ATTENTION = ("tests/attention/test_conditional.py", "tests/attention/test_core.py", "tests/attention/test_gaussian.py",
+             BASE_WIRING, T + "test_dab_decoder.py")
+SMCA = (BASE_WIRING, "tests/attention/test_gaussian.py",
+        T + "test_smca_detr.py::test_centre_is_in_feature_cells_of_each_unpadded_image_and_is_every_layers_reference",
+        T + "test_smca_detr.py::test_boxes_are_predicted_relative_to_the_centre")
+DAB = (T + "test_dab_decoder.py", BASE_WIRING,
+       T + "test_dab_detr.py::test_reported_boxes_are_the_box_head_on_the_normed_output_plus_the_received_anchor")
+ENCODER = (BASE_WIRING, T + "test_dab_detr.py::test_encoder_scales_the_position_embedding_by_content_in_every_layer_including_the_first")
+
+DIS = "sd_detr/modeling/decoder/disentangled.py"
+DETR = "sd_detr/modeling/meta_arch/detr.py"
+SDM = "sd_detr/modeling/meta_arch/sd_detr.py"
+LOSSES = "sd_detr/modeling/losses.py"
+
+MUTANTS: List[Mutant] = [
+    # -------------------------------------------------------------- SD-DETR: meta-architecture and heads
+    Mutant("head_class_reads_loc_branch", DETR, "logits = self.class_embed(dec.hidden)",
+           "logits = self.class_embed(dec.hidden if dec.box_hidden is None else dec.box_hidden)", SD_META,
+           "(b) the class head reads the localisation branch"),
+    Mutant("head_box_reads_cls_branch", DETR,
+           "box_hidden = dec.hidden if dec.box_hidden is None else dec.box_hidden", "box_hidden = dec.hidden", SD_META,
+           "(b) the box head reads the classification branch"),
+    Mutant("head_box_ignores_reference", DETR, "boxes = torch.cat([delta[..., :r] + ref, delta[..., r:]], dim=-1)",
+           "boxes = torch.cat([delta[..., :r], delta[..., r:]], dim=-1)", SD_META,
+           "boxes not predicted relative to their reference / anchor"),
+    Mutant("sd_repeat_last_layer_off_by_one", SDM, "list(range(d.DEC_LAYERS - 1))", "list(range(d.DEC_LAYERS))", SD_META,
+           "(f) yacs: repeats applied in the last layer although REPEAT_LAST_LAYER is off"),
+    Mutant("sd_tal_alpha_beta_swapped", SDM, "TaskAlignmentLoss(s.TAL_ALPHA, s.TAL_BETA, s.TAL_GAMMA)",
+           "TaskAlignmentLoss(s.TAL_BETA, s.TAL_ALPHA, s.TAL_GAMMA)", SD_META,
+           "(e) yacs: TAL_ALPHA and TAL_BETA swapped on the way to the loss"),
+    Mutant("sd_tal_gamma_ignored", SDM, "TaskAlignmentLoss(s.TAL_ALPHA, s.TAL_BETA, s.TAL_GAMMA)",
+           "TaskAlignmentLoss(s.TAL_ALPHA, s.TAL_BETA)", SD_META, "(e) yacs: TAL_GAMMA ignored (default 2 used)"),
+    # -------------------------------------------------------------- task-alignment loss, assigner, criterion
+    Mutant("tal_alpha_beta_swapped", LOSSES, "return s.pow(self.alpha) * u.pow(self.beta)",
+           "return s.pow(self.beta) * u.pow(self.alpha)", TAL, "(e) TAL: t = s^beta u^alpha"),
+    Mutant("tal_gamma_dropped", LOSSES, "((target - prob).abs().pow(self.gamma) * bce).sum()", "bce.sum()", TAL,
+           "(e) TAL: the |t - s|^gamma factor dropped (plain BCE)"),
+    Mutant("tal_iou_dropped", LOSSES, "return s.pow(self.alpha) * u.pow(self.beta)", "return s.pow(self.alpha)", TAL,
+           "TAL: the IoU term u^beta dropped from the soft target"),
+    Mutant("tal_targets_with_gradient", LOSSES, "    @torch.no_grad()\n    def alignment_targets",
+           "    def alignment_targets", TAL, "TAL: the soft targets t not detached"),
+    Mutant("focal_alpha_ignored", LOSSES, "alpha=self.alpha, gamma=self.gamma", "alpha=-1, gamma=self.gamma", TAL,
+           "focal loss: alpha weighting dropped"),
+    Mutant("assigner_negative_stages_unwrapped", "sd_detr/modeling/assigner.py",
+           "listed = {s % num_stages for s in self.repeat_stages}", "listed = set(self.repeat_stages)", ASSIGN,
+           "(f) repeat_stages: negative indices (-1 = last layer) not wrapped"),
+    Mutant("assigner_repeats_in_last_stage", "sd_detr/modeling/assigner.py",
+           "return self.num_repeats if stage in listed else 1",
+           "return self.num_repeats if stage in listed or stage == num_stages - 1 else 1", ASSIGN,
+           "(f) repeats applied in the last layer although repeat_stages leaves it out"),
+    Mutant("criterion_final_stage_first", "sd_detr/modeling/criterion.py",
+           'stages = list(outputs.get("aux_outputs", [])) + [final]',
+           'stages = [final] + list(outputs.get("aux_outputs", []))', CRITERION,
+           "criterion: stages out of order (the last layer's losses from the first layer's predictions)"),
+    Mutant("criterion_extra_heads_use_main_class_loss", "sd_detr/modeling/criterion.py",
+           "self.stage_losses(out, assignment, num_boxes, self.extra_class_loss)",
+           "self.stage_losses(out, assignment, num_boxes, self.class_loss)", CRITERION,
+           "criterion: the mini-detector trained with the decoder's class loss (TAL) instead of its focal loss"),
+    Mutant("matcher_class_cost_sign", "sd_detr/modeling/matcher.py", "cost_class = pos[:, tgt_ids] - neg[:, tgt_ids]",
+           "cost_class = neg[:, tgt_ids] - pos[:, tgt_ids]", (T + "test_matcher.py", SD_WIRING),
+           "matcher: class cost with the wrong sign (confident queries cost more)"),
+    # -------------------------------------------------------------- mini-detector
+    Mutant("mini_towers_read_padding", "sd_detr/modeling/queries/mini_detector.py",
+           "memory = masked_memory(mem)\n        x = mem.as_map(memory)", "memory = mem.memory\n        x = mem.as_map(memory)",
+           MINI, "(g) the mini-detector's towers read the padded memory (not zeroed)"),
+    Mutant("mini_topn_takes_padding", "sd_detr/modeling/queries/mini_detector.py",
+           'score = logits.detach().max(dim=-1).values.masked_fill(mask, float("-inf"))',
+           "score = logits.detach().max(dim=-1).values", MINI, "(g) the top-N may take padded locations"),
+    Mutant("mini_queries_not_detached", "sd_detr/modeling/queries/mini_detector.py",
+           "index.unsqueeze(-1).expand(-1, -1, x.shape[-1])).detach()", "index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))",
+           MINI, "the selected anchors and queries not detached"),
+    Mutant("mini_content_sources_swapped", "sd_detr/modeling/queries/mini_detector.py",
+           'CONTENT_SOURCES = {"cls": "cls", "loc": "loc"}', 'CONTENT_SOURCES = {"cls": "loc", "loc": "cls"}', MINI,
+           "branch content from the other tower (cls query from the box tower)"),
+    # -------------------------------------------------------------- task-aware queries
+    Mutant("taq_offsets_detached", "sd_detr/modeling/queries/task_aware.py",
+           'out["offsets"][b] = offsets.mean(dim=2)', 'out["offsets"][b] = offsets.mean(dim=2).detach()', TAQ,
+           "(c) TAQ: the reference offsets detached from the loss"),
+    Mutant("taq_points_detached", "sd_detr/modeling/queries/task_aware.py", "points = centre + offsets",
+           "points = (centre + offsets).detach()", TAQ, "(c) TAQ: the sampling points detached from the loss"),
+    Mutant("taq_reads_padding", "sd_detr/modeling/queries/task_aware.py",
+           "feature_map = mem.as_map(masked_memory(mem))", "feature_map = mem.as_map()", TAQ,
+           "(g) TAQ samples the padded memory (not zeroed)"),
+    Mutant("taq_one_point_head_for_both", "sd_detr/modeling/queries/task_aware.py",
+           "delta = self.point_heads[b](rois)", "delta = self.point_heads[self.branches[0]](rois)", TAQ,
+           "(c) TAQ: both branches' points from the classification branch's point head"),
+    # -------------------------------------------------------------- Conditional DETR
+    Mutant("cond_query_scale_removed", "sd_detr/modeling/decoder/conditional.py",
+           "scale = 1.0 if i == 0 else self.query_scale(tgt)", "scale = 1.0", CONDITIONAL,
+           "(h) Conditional DETR's query scale lambda_q removed"),
+    Mutant("cond_query_scale_in_first_layer", "sd_detr/modeling/decoder/conditional.py",
+           "scale = 1.0 if i == 0 else self.query_scale(tgt)", "scale = self.query_scale(tgt)", CONDITIONAL,
+           "Conditional DETR's lambda_q applied in the first layer too (official: identity there)"),
+    Mutant("cond_object_query_every_layer", "sd_detr/modeling/decoder/conditional.py",
+           "add_query_pos=(i == 0))", "add_query_pos=True)", CONDITIONAL,
+           "Conditional DETR: the object query added to the content query in every layer"),
+    Mutant("cond_key_spatial_dropped", "sd_detr/attention/conditional.py", "k = _concat_heads(k_content, k_pos, h)",
+           "k = _concat_heads(k_content, torch.zeros_like(k_pos), h)", ATTENTION,
+           "conditional cross-attention: the key's spatial part dropped (no p_q . p_k term)"),
+    Mutant("cond_first_layer_key_without_pos", "sd_detr/attention/conditional.py",
+           "k_content = k_content + k_pos", "k_content = k_content", ATTENTION,
+           "conditional cross-attention: the first layer's key content without the image position"),
+    Mutant("attention_padding_mask_ignored", "sd_detr/attention/core.py",
+           "    if key_padding_mask is None:\n        return attn_bias", "    if True:\n        return attn_bias",
+           ATTENTION, "attention kernel: the key padding mask ignored"),
+    # -------------------------------------------------------------- DAB-DETR
+    Mutant("dab_modulation_removed", "sd_detr/modeling/decoder/dab.py",
+           "if self.ref_anchor_head is not None:\n            spatial = modulate_spatial_query",
+           "if False:\n            spatial = modulate_spatial_query", DAB, "(i) DAB-DETR's width/height modulation removed"),
+    Mutant("dab_modulation_y_by_width", "sd_detr/modeling/decoder/dab.py",
+           "y_scale = (ref_wh[..., 1] / anchors[..., 3])", "y_scale = (ref_wh[..., 0] / anchors[..., 2])", DAB,
+           "(i) DAB-DETR: the y half modulated by the width ratio"),
+    Mutant("dab_query_scale_removed", "sd_detr/modeling/decoder/dab.py",
+           "if layer_index > 0:\n            spatial = spatial * self.query_scale(tgt)",
+           "if False:\n            spatial = spatial * self.query_scale(tgt)", DAB,
+           "DAB-DETR: the content-conditional scale MLP_csq dropped"),
+    Mutant("dab_anchor_chain_not_detached", "sd_detr/modeling/decoder/dab.py", "anchors = reference.detach()",
+           "anchors = reference", DAB, "DAB-DETR: the anchor chain between layers not detached"),
+    # -------------------------------------------------------------- SMCA-DETR
+    Mutant("smca_gaussian_not_added", "sd_detr/modeling/decoder/smca.py",
+           "lvl.memory, lvl.mask, biases[0])", "lvl.memory, lvl.mask, None)", SMCA,
+           "(j) SMCA's Gaussian map not added to the co-attention"),
+    Mutant("smca_head_offsets_dropped", "sd_detr/modeling/decoder/smca.py",
+           "centers = centers + self.offset_head(x).view(b, q, self.nhead, 2)", "centers = centers", SMCA,
+           "SMCA: the head-specific centre offsets dropped"),
+    Mutant("gaussian_sign_flipped", "sd_detr/attention/gaussian.py", "return (-sq.sum(-1) / beta).transpose(1, 2)",
+           "return (sq.sum(-1) / beta).transpose(1, 2)", SMCA, "(j) SMCA: log G with the wrong sign"),
+    Mutant("gaussian_scale_not_squared", "sd_detr/attention/gaussian.py", "sq = sq * scales.pow(2)[:, :, :, None, :]",
+           "sq = sq * scales[:, :, :, None, :]", SMCA, "SMCA: the scale s not squared"),
+    # -------------------------------------------------------------- encoder
+    Mutant("encoder_position_on_values", "sd_detr/modeling/encoder.py",
+           "out = self.self_attn(q, k, src, key_padding_mask=key_padding_mask)",
+           "out = self.self_attn(q, k, q, key_padding_mask=key_padding_mask)", ENCODER,
+           "encoder: the position embedding added to the values too"),
+    # -------------------------------------------------------------- SD-DETR disentangled decoder (last: H1 rewrote
+    # its self-attention; these snippets are of the file after that rewrite)
+    Mutant("sd_swap_halves", DIS, "tgts = list(joint.split(self.d_model, dim=-1))",
+           "tgts = list(joint.split(self.d_model, dim=-1))[::-1]", DISENTANGLED,
+           "(a) the cls and loc halves swapped after the shared self-attention"),
+    Mutant("sd_self_attn_pos_swapped", DIS, "torch.cat(query_pos, dim=-1))", "torch.cat(query_pos[::-1], dim=-1))",
+           DISENTANGLED, "(d) the shared self-attention's positional embedding halves swapped"),
+    Mutant("sd_offsets_detached_in_decoder", DIS, "anchors[..., :2] + offsets[b] if b in offsets",
+           "anchors[..., :2] + offsets[b].detach() if b in offsets", DISENTANGLED,
+           "(c) the task-aware offsets detached where the decoder adds them"),
+    Mutant("sd_one_reference_for_both", DIS, "query_pos = [sine_embedding(c, self.d_model // 2)",
+           "query_pos = [sine_embedding(centres[-1], self.d_model // 2)", DISENTANGLED,
+           "(d) both branches' positional embeddings from the loc reference"),
+    Mutant("sd_query_scale_removed", DIS, "if i == 0:\n                spatial = query_pos",
+           "if True:\n                spatial = query_pos", DISENTANGLED,
+           "SD-DETR: the cross-attention spatial query without lambda_q after the first layer"),
+    Mutant("sd_query_scale_from_cls_output", DIS, "self.query_scale[b](t) for b, (p, t)",
+           "self.query_scale[b](tgts[0]) for b, (p, t)", DISENTANGLED,
+           "SD-DETR: both branches' lambda_q from the classification branch's output"),
+    Mutant("sd_spatial_query_swapped", DIS, "spatial[b], key_padding_mask=mem.mask)",
+           "spatial[-1 - b], key_padding_mask=mem.mask)", DISENTANGLED,
+           "(d) a branch's cross-attention with the other branch's spatial query"),
+    Mutant("sd_cross_attn_padding_ignored", DIS, "spatial[b], key_padding_mask=mem.mask)",
+           "spatial[b], key_padding_mask=None)", DISENTANGLED, "SD-DETR cross-attention attends to padding"),
+    Mutant("sd_outputs_hidden_from_loc", DIS, "hidden=hidden[0],", "hidden=hidden[-1],", DISENTANGLED,
+           "(b) the decoder's hidden (class head input) is the localisation branch"),
+    Mutant("sd_outputs_box_hidden_from_cls", DIS, "box_hidden=hidden[-1] if len(hidden) > 1 else None",
+           "box_hidden=hidden[0] if len(hidden) > 1 else None", DISENTANGLED,
+           "(b) the decoder's box_hidden (box head input) is the classification branch"),
+    Mutant("sd_reference_not_clamped", DIS, "centres = [c.clamp(0.0, 1.0) for c in centres]",
+           "centres = [c for c in centres]", DISENTANGLED, "SD-DETR references pushed outside the image not clamped"),
+]
+
+
+# ---------------------------------------------------------------------------- mechanics
+def apply_mutant(root: str, mutant: Mutant) -> str:
+    """Write the mutation into ``root/mutant.path``; returns the original text (to restore it)."""
+    path = os.path.join(root, mutant.path)
+    if not os.path.isfile(path):
+        raise MutationError(f"mutant {mutant.name}: file {mutant.path} not found under {root}")
+    with open(path) as f:
+        text = f.read()
+    count = text.count(mutant.original)
+    if count != 1:
+        raise MutationError(f"mutant {mutant.name}: the original snippet {mutant.original!r} occurs {count} times "
+                            f"in {mutant.path} (needs exactly 1)")
+    with open(path, "w") as f:
+        f.write(text.replace(mutant.original, mutant.mutated))
+    return text
+
+
+def restore(root: str, mutant: Mutant, text: str) -> None:
+    with open(os.path.join(root, mutant.path), "w") as f:
+        f.write(text)
+
+
+def repository_files(repo: str) -> List[str]:
+    """Tracked and untracked files that git does not ignore (the working tree as it is now)."""
+    out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=repo, check=True,
+                         capture_output=True).stdout.decode()
+    return [p for p in out.split("\0") if p and os.path.isfile(os.path.join(repo, p))]
+
+
+def copy_repository(repo: str, dst: str) -> None:
+    for rel in repository_files(repo):
+        target = os.path.join(dst, rel)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copy2(os.path.join(repo, rel), target)
+
+
+def replace_tests(repo: str, dst: str, rev: str) -> None:
+    """Replace ``dst/tests`` by the ``tests/`` tree of git revision ``rev`` of ``repo``."""
+    shutil.rmtree(os.path.join(dst, "tests"), ignore_errors=True)
+    archive = subprocess.run(["git", "archive", rev, "tests"], cwd=repo, capture_output=True)
+    if archive.returncode != 0:
+        raise MutationError(f"--tests-from {rev}: git archive failed: {archive.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", dst], input=archive.stdout, check=True)
+
+
+def test_env(copy: str) -> Dict[str, str]:
+    env = dict(os.environ, PYTHONPATH=copy, OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1",
+               PYTHONWARNINGS="ignore")
+    return env
+
+
+def check_import_path(python: str, copy: str) -> str:
+    """``sd_detr.__file__`` as the tests will see it; an error unless it lies inside the copy."""
+    proc = subprocess.run([python, "-c", "import sd_detr; print(sd_detr.__file__)"], cwd=copy, env=test_env(copy),
+                          capture_output=True, text=True)
+    where = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr.strip()
+    if proc.returncode != 0 or not os.path.realpath(where).startswith(os.path.realpath(copy) + os.sep):
+        raise MutationError(f"sd_detr is imported from {where!r}, not from the copy {copy}")
+    return where
+
+
+def existing_tests(copy: str, tests: Sequence[str]) -> List[str]:
+    """The test files / node ids whose file exists in the copy (an older revision may lack some)."""
+    return [t for t in tests if os.path.isfile(os.path.join(copy, t.split("::")[0]))]
+
+
+_FAILED = re.compile(r"^(FAILED|ERROR) (\S+)")
+
+
+def run_pytest(python: str, copy: str, tests: Sequence[str], deselect: Sequence[str] = (), stop_first: bool = True,
+               timeout: float = 600) -> Tuple[int, str]:
+    cmd = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfE", "--no-header"]
+    if stop_first:
+        cmd.append("-x")
+    cmd += list(tests)
+    for d in deselect:
+        cmd += ["--deselect", d]
+    try:
+        proc = subprocess.run(cmd, cwd=copy, env=test_env(copy), capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return -1, "timeout"
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def failing_ids(output: str) -> List[str]:
+    """Node ids (or files, for collection errors) in pytest's ``-rfE`` summary."""
+    ids = []
+    for line in output.splitlines():
+        m = _FAILED.match(line)
+        if m:
+            ids.append(m.group(2))
+    return ids
+
+
+def first_failure(output: str) -> str:
+    ids = failing_ids(output)
+    return ids[0] if ids else ""
+
+
+@dataclass
+class Result:
+    mutant: Mutant
+    status: str  # killed | survived | no tests | error
+    detail: str
+    seconds: float
+
+
+def run_mutants(mutants: Sequence[Mutant], repo: str = REPO, tests_from: Optional[str] = None,
+                python: str = sys.executable, timeout: float = 600, keep: bool = False, log=print) -> dict:
+    """Copy the repository once, take a baseline, then apply / test / restore each mutant in turn."""
+    tmp = tempfile.mkdtemp(prefix="sd_detr_mutants_")
+    copy = os.path.join(tmp, "repo")
+    try:
+        copy_repository(repo, copy)
+        if tests_from:
+            replace_tests(repo, copy, tests_from)
+        for m in mutants:  # every snippet must apply before anything runs
+            restore(copy, m, apply_mutant(copy, m))
+        where = check_import_path(python, copy)
+        log(f"copy: {copy} (sd_detr imported from {where})")
+        selected = sorted({t for m in mutants for t in existing_tests(copy, m.tests)})
+        log(f"baseline: {len(selected)} test selections on the unmutated copy ...")
+        rc, out = run_pytest(python, copy, selected, stop_first=False, timeout=timeout * 3)
+        broken = failing_ids(out) if rc not in (0, 5) else []
+        if rc not in (0, 1, 5):
+            raise MutationError(f"baseline pytest run failed (exit {rc}):\n{out[-3000:]}")
+        broken_files = {b for b in broken if "::" not in b}
+        deselect = [b for b in broken if "::" in b]
+        if broken:
+            log(f"baseline failures, deselected for every mutant: {broken}")
+        results = []
+        for m in mutants:
+            tests = [t for t in existing_tests(copy, m.tests) if t.split("::")[0] not in broken_files]
+            start = time.time()
+            if not tests:
+                results.append(Result(m, "no tests", "", 0.0))
+                log(f"{m.name:40s} no tests")
+                continue
+            original = apply_mutant(copy, m)
+            try:
+                rc, out = run_pytest(python, copy, tests, deselect, timeout=timeout)
+            finally:
+                restore(copy, m, original)
+            if rc == 0:
+                status, detail = "survived", ""
+            elif rc == 5:
+                status, detail = "no tests", "nothing collected"
+            elif rc == -1:
+                status, detail = "killed", "timeout"
+            else:
+                status, detail = "killed", first_failure(out) or f"pytest exit {rc}"
+            results.append(Result(m, status, detail, time.time() - start))
+            log(f"{m.name:40s} {status:9s} {time.time() - start:6.1f} s  {detail}")
+        return {"results": results, "baseline_failures": broken, "tests_from": tests_from}
+    finally:
+        if keep:
+            log(f"kept the copy at {copy}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def table(report: dict) -> str:
+    """Markdown table of the results and a one-line summary."""
+    results = report["results"]
+    label = f"tests of {report['tests_from']}" if report.get("tests_from") else "current tests"
+    lines = [f"| mutant | file | bug | result ({label}) | first failing test |", "|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r.mutant.name} | {r.mutant.path.replace('sd_detr/', '')} | {r.mutant.description} | "
+                     f"{r.status} | {r.detail.replace('|', '/')} |")
+    killed = sum(r.status == "killed" for r in results)
+    lines.append("")
+    lines.append(f"{killed} of {len(results)} mutants killed ({label}); survivors: "
+                 + (", ".join(r.mutant.name for r in results if r.status != "killed") or "none"))
+    if report.get("baseline_failures"):
+        lines.append(f"deselected (failing without any mutant): {', '.join(report['baseline_failures'])}")
+    return "\n".join(lines)
+
+
+def select(names: Optional[Sequence[str]]) -> List[Mutant]:
+    if not names:
+        return list(MUTANTS)
+    by_name = {m.name: m for m in MUTANTS}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise SystemExit(f"unknown mutant(s) {unknown}; --list shows them")
+    return [by_name[n] for n in names]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these mutants")
+    parser.add_argument("--tests-from", metavar="REV", help="run the tests/ of this git revision instead")
+    parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    parser.add_argument("--check", action="store_true", help="only check that every snippet applies exactly once")
+    parser.add_argument("--output", help="also write the markdown table to this file")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds per pytest run (default 600)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary copy")
+    parser.add_argument("--python", default=sys.executable, help="interpreter that runs pytest")
+    args = parser.parse_args(argv)
+    mutants = select(args.only)
+    if args.list:
+        for m in mutants:
+            print(f"{m.name:40s} {m.path:45s} {m.description}")
+        return 0
+    if args.check:
+        errors = []
+        for m in mutants:
+            path = os.path.join(REPO, m.path)
+            with open(path) as f:
+                n = f.read().count(m.original)
+            if n != 1:
+                errors.append(f"{m.name}: snippet occurs {n} times in {m.path}")
+        print("\n".join(errors) or f"all {len(mutants)} snippets apply")
+        return 1 if errors else 0
+    report = run_mutants(mutants, tests_from=args.tests_from, python=args.python, timeout=args.timeout, keep=args.keep)
+    text = table(report)
+    print(text)
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

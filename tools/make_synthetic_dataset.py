@@ -9,15 +9,24 @@ import time
 if importlib.util.find_spec("sd_detr") is None:  # source checkout without `pip install -e .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sd_detr.data.synthetic import default_synthetic_root, generate_synthetic_dataset, is_generated
+from sd_detr.data.synthetic import (  # noqa: E402
+    SYNTHETIC_SPLIT_DOMAINS,
+    _existing_generation_args,
+    default_synthetic_root,
+    generate_synthetic_dataset,
+    is_generated,
+)
 
 EPILOG = r"""example:
   python tools/make_synthetic_dataset.py --root datasets/sd_detr_synthetic \
-      --num-train 320 --num-val 80
+      --num-train 320 --num-val 80 --num-val-shift 80
 
 The default root is $SD_DETR_SYNTHETIC_ROOT if set, else $DETECTRON2_DATASETS/sd_detr_synthetic
-(DETECTRON2_DATASETS defaults to ./datasets). Output: ROOT/{train,val}/*.png and
-ROOT/annotations/instances_{train,val}.json.
+(DETECTRON2_DATASETS defaults to ./datasets). Output: ROOT/{train,val,val_shift}/*.png and
+ROOT/annotations/instances_{train,val,val_shift}.json. val_shift is the domain-shifted validation
+split (checkerboard backgrounds, two-colour striped objects: never seen in training). Without
+--force only missing splits are generated, so a dataset made before val_shift existed gets it
+added with its train/val files untouched.
 """
 
 
@@ -33,6 +42,12 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--num-val", type=int, default=80, help="validation images (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--num-val-shift",
+        type=int,
+        default=None,
+        help="domain-shifted validation images (default: --num-val)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     parser.add_argument(
@@ -50,12 +65,23 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if is_generated(args.root) and not args.force:
-        print(
-            f"Synthetic dataset already present in {args.root}; skipping "
-            "(use --force to regenerate)."
-        )
-        return 0
+    splits = None  # all
+    if not args.force:
+        splits = [s for s in SYNTHETIC_SPLIT_DOMAINS if not is_generated(args.root, (s,))]
+        if not splits:
+            print(
+                f"Synthetic dataset already present in {args.root}; skipping "
+                "(use --force to regenerate)."
+            )
+            return 0
+        if splits == ["val_shift"]:
+            # same seed and image sizes as the existing data (and as many images as its val split)
+            existing = _existing_generation_args(args.root)
+            for key in ("seed", "min_size", "max_size"):
+                setattr(args, key, existing.get(key, getattr(args, key)))
+            if args.num_val_shift is None:
+                args.num_val_shift = existing.get("num_val_shift")
+            print(f"Adding the val_shift split to {args.root} (train/val left as they are).")
     start = time.perf_counter()
     summary = generate_synthetic_dataset(
         args.root,
@@ -65,9 +91,13 @@ def main(argv=None) -> int:
         min_size=args.min_size,
         max_size=args.max_size,
         progress=not args.no_progress,
+        num_val_shift=args.num_val_shift,
+        splits=splits,
     )
     elapsed = time.perf_counter() - start
-    for split in ("train", "val"):
+    for split in SYNTHETIC_SPLIT_DOMAINS:
+        if split not in summary:
+            continue
         s = summary[split]
         print(f"{split}: {s['images']} images, {s['annotations']} annotations")
     print(f"Wrote {args.root} in {elapsed:.1f} s")

@@ -4,12 +4,26 @@ The dataset is meant for smoke tests and quick CPU/GPU experiments: it has a han
 distinct shape classes drawn on textured backgrounds, several (partly overlapping) objects per
 image, and exact boxes computed from the drawn pixels.
 
+Splits and their domains (:data:`SYNTHETIC_SPLIT_DOMAINS`):
+
+- ``train`` and ``val``: the *seen* domain. Smooth backgrounds (a linear colour gradient, low-frequency
+  colour blobs, sometimes soft sinusoidal stripes); every object is filled with one flat colour.
+- ``val_shift``: the same five shapes, sizes and placement rules in a *shifted* domain that the training
+  images never show: hard-edged two-colour checkerboard backgrounds (a texture family absent from
+  training, where every background is smooth) and objects filled with two-colour stripes (every training
+  object is one flat colour). A detector that learned the shapes keeps part of its AP there; one that
+  memorised the training images' appearance loses it. A colour *range* cannot be held out instead: the
+  training colours are drawn from the whole RGB cube, and the train split must stay byte-identical for
+  old results to stay comparable.
+
 Layout written by :func:`generate_synthetic_dataset` under ``root``::
 
     root/train/000000.png ...
     root/val/000000.png ...
+    root/val_shift/000000.png ...
     root/annotations/instances_train.json
     root/annotations/instances_val.json
+    root/annotations/instances_val_shift.json
 
 The annotation files are plain COCO detection JSON: ``bbox`` is ``[x, y, w, h]`` in absolute
 pixels of the image (continuous coordinates: pixel column ``j`` covers ``[j, j + 1)``), ``area``
@@ -21,15 +35,17 @@ import json
 import logging
 import math
 import os
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
 __all__ = [
     "SYNTHETIC_CLASSES",
+    "SYNTHETIC_SPLIT_DOMAINS",
     "SYNTHETIC_TRAIN_NAME",
     "SYNTHETIC_VAL_NAME",
+    "SYNTHETIC_VAL_SHIFT_NAME",
     "default_synthetic_root",
     "generate_synthetic_dataset",
     "is_generated",
@@ -45,9 +61,20 @@ SYNTHETIC_CLASSES: Tuple[str, ...] = ("ellipse", "rectangle", "triangle", "cross
 
 SYNTHETIC_TRAIN_NAME = "sd_detr_synthetic_train"
 SYNTHETIC_VAL_NAME = "sd_detr_synthetic_val"
+SYNTHETIC_VAL_SHIFT_NAME = "sd_detr_synthetic_val_shift"
 
-_SPLITS = ("train", "val")
-_SPLIT_SEED_ID = {"train": 0, "val": 1}
+_SPLITS = ("train", "val", "val_shift")
+_SPLIT_SEED_ID = {"train": 0, "val": 1, "val_shift": 2}
+_SPLIT_NAMES = {"train": SYNTHETIC_TRAIN_NAME, "val": SYNTHETIC_VAL_NAME, "val_shift": SYNTHETIC_VAL_SHIFT_NAME}
+SYNTHETIC_SPLIT_DOMAINS: Dict[str, str] = {"train": "seen", "val": "seen", "val_shift": "shifted"}
+"""Domain of each split: ``"seen"`` (the training appearance) or ``"shifted"`` (never seen in training)."""
+_DOMAINS = ("seen", "shifted")
+
+# Shifted domain (val_shift only): checkerboard backgrounds and striped two-colour objects.
+_CHECKER_CELL = (6.0, 14.0)  # checkerboard cell side, px
+_CHECKER_MIN_CONTRAST = 150.0  # L2 RGB distance between the two checkerboard colours
+_STRIPE_PERIOD = (4.0, 8.0)  # period of an object's two-colour stripes, px
+_MIN_COLOUR_CONTRAST = 90.0  # wanted L2 RGB distance of an object colour to what it covers
 
 # Generation parameters (sizes in pixels, fractions of the image's shorter side where noted).
 _MIN_OBJECT_SIDE = 12.0  # smallest object side length (before aspect-ratio stretching)
@@ -77,7 +104,7 @@ def default_synthetic_root() -> str:
 
 
 def synthetic_paths(root: str, split: str) -> Tuple[str, str]:
-    """Return ``(json_file, image_root)`` of a split ("train" or "val") under ``root``."""
+    """Return ``(json_file, image_root)`` of a split ("train", "val" or "val_shift") under ``root``."""
     if split not in _SPLITS:
         raise ValueError(f"Unknown split {split!r}; expected one of {_SPLITS}.")
     json_file = os.path.join(root, "annotations", f"instances_{split}.json")
@@ -85,13 +112,18 @@ def synthetic_paths(root: str, split: str) -> Tuple[str, str]:
     return json_file, image_root
 
 
-def is_generated(root: str) -> bool:
-    """True iff both annotation files exist under ``root``.
+def is_generated(root: str, splits: Sequence[str] = _SPLITS) -> bool:
+    """True iff the annotation file of every split in ``splits`` (default: all three) exists under
+    ``root``.
 
     The annotation files are written last (and atomically), so their presence means that a
     generation ran to completion.
     """
-    return all(os.path.isfile(synthetic_paths(root, s)[0]) for s in _SPLITS)
+    return all(os.path.isfile(synthetic_paths(root, s)[0]) for s in splits)
+
+
+def _missing_splits(root: str) -> List[str]:
+    return [s for s in _SPLITS if not is_generated(root, (s,))]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -125,6 +157,32 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
         tint = rng.uniform(0.3, 1.0, size=3).astype(np.float32) * np.float32(rng.uniform(10, 45))
         img = img + s[..., None] * tint
     return img.astype(np.float32)
+
+
+def _shifted_background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Background of the shifted domain: a checkerboard rotated by a random angle, with hard edges
+    between two colours at least ``_CHECKER_MIN_CONTRAST`` apart (L2 in RGB), shape (h, w, 3) float32.
+
+    The seen domain's backgrounds (:func:`_background`) are smooth: their steepest pixel-to-pixel
+    change is that of the stripes (amplitude <= 45 per channel, period >= 5 px: < 100 in L2), so a
+    step of >= 150 between neighbouring background pixels never occurs in them.
+    """
+    c0 = rng.uniform(0, 255, size=3)
+    c1 = rng.uniform(0, 255, size=3)
+    for _ in range(100):  # about half of all colour pairs qualify, so this ends within a few draws
+        if np.linalg.norm(c1 - c0) >= _CHECKER_MIN_CONTRAST:
+            break
+        c1 = rng.uniform(0, 255, size=3)
+    else:  # pragma: no cover - probability below 1e-30
+        c1 = np.where(c0 < 128, 255.0, 0.0)
+    cell = rng.uniform(*_CHECKER_CELL)
+    angle = rng.uniform(0, math.pi / 2)
+    yy = np.arange(h, dtype=np.float64)[:, None]
+    xx = np.arange(w, dtype=np.float64)[None, :]
+    u = (xx * math.cos(angle) + yy * math.sin(angle)) / cell + rng.uniform(0, 2)
+    v = (-xx * math.sin(angle) + yy * math.cos(angle)) / cell + rng.uniform(0, 2)
+    odd = (np.floor(u) + np.floor(v)) % 2 == 1
+    return np.where(odd[..., None], c1, c0).astype(np.float32)
 
 
 def _shape_mask(
@@ -217,14 +275,47 @@ def _pick_colour(rng: np.random.Generator, under: np.ndarray) -> np.ndarray:
     return cands[idx]
 
 
+def _pick_second_colour(rng: np.random.Generator, under: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """Second colour of a striped object (shifted domain): always at least ``_MIN_COLOUR_CONTRAST``
+    from the ``first`` colour (so the stripes are visible by construction) and, among such colours,
+    contrasting with the covered pixels ``under`` (N, 3) as :func:`_pick_colour` does."""
+    cands = rng.uniform(0, 255, size=(12, 3)).astype(np.float32)
+    far = np.linalg.norm(cands - first[None], axis=1) >= _MIN_COLOUR_CONTRAST
+    if not far.any():  # the cube corner farthest from ``first`` is >= 220 away from it
+        return np.where(first < 127.5, 255.0, 0.0).astype(np.float32)
+    cands = cands[far]
+    if under.shape[0] > 2000:
+        under = under[:: under.shape[0] // 2000 + 1]
+    dist = np.linalg.norm(under[None, :, :] - cands[:, None, :], axis=2)
+    score = np.percentile(dist, 10, axis=1)
+    good = np.flatnonzero(score >= _MIN_COLOUR_CONTRAST)
+    idx = int(good[0]) if good.size else int(np.argmax(score))
+    return cands[idx]
+
+
+def _stripes(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Boolean (h, w) pattern of parallel stripes (random angle, period in ``_STRIPE_PERIOD`` px, half
+    the period each): where a striped object takes its first colour."""
+    period = rng.uniform(*_STRIPE_PERIOD)
+    angle = rng.uniform(0, math.pi)
+    yy = np.arange(h, dtype=np.float64)[:, None]
+    xx = np.arange(w, dtype=np.float64)[None, :]
+    t = (xx * math.cos(angle) + yy * math.sin(angle)) / period + rng.uniform(0, 1)
+    return (t - np.floor(t)) < 0.5
+
+
 def render_synthetic_image(
-    rng: np.random.Generator, min_size: int = 128, max_size: int = 192
+    rng: np.random.Generator, min_size: int = 128, max_size: int = 192, domain: str = "seen"
 ) -> Tuple[np.ndarray, List[Dict[str, Any]]]:
     """Render one synthetic image.
 
     Args:
         rng: the random generator (fully determines the output).
         min_size, max_size: width and height are each drawn uniformly in ``[min_size, max_size]``.
+        domain: ``"seen"`` (train/val: smooth background, flat-coloured objects) or ``"shifted"``
+            (val_shift: checkerboard background, two-colour striped objects). Shapes, sizes and
+            placement follow the same rules in both. The seen domain draws exactly the random
+            numbers it drew before the shifted domain existed, so its images are unchanged.
 
     Returns:
         image: (H, W, 3) uint8 array in **RGB** order.
@@ -235,9 +326,12 @@ def render_synthetic_image(
     """
     if not (0 < min_size <= max_size):
         raise ValueError(f"Need 0 < min_size <= max_size, got {min_size}, {max_size}")
+    if domain not in _DOMAINS:
+        raise ValueError(f"Unknown domain {domain!r}; expected one of {_DOMAINS}.")
+    shifted = domain == "shifted"
     w = int(rng.integers(min_size, max_size + 1))
     h = int(rng.integers(min_size, max_size + 1))
-    canvas = _background(rng, h, w)
+    canvas = _shifted_background(rng, h, w) if shifted else _background(rng, h, w)
 
     # --- place objects (masks only) ---
     short = min(h, w)
@@ -277,8 +371,14 @@ def render_synthetic_image(
 
     # --- draw, in order, each object with a colour contrasting with what it covers ---
     for cls, mask, _ in placed:
-        colour = _pick_colour(rng, canvas[mask])
-        canvas[mask] = colour
+        under = canvas[mask]
+        colour = _pick_colour(rng, under)
+        if shifted:
+            first = mask & _stripes(rng, h, w)
+            canvas[mask & ~first] = _pick_second_colour(rng, under, colour)
+            canvas[first] = colour
+        else:
+            canvas[mask] = colour
     noise_sigma = rng.uniform(0.0, 10.0)
     canvas = canvas + rng.normal(0.0, 1.0, size=canvas.shape).astype(np.float32) * np.float32(
         noise_sigma
@@ -339,7 +439,9 @@ def _generate_split(
     for i in tqdm(
         range(num_images), desc=f"sd_detr synthetic {split}", disable=not progress, unit="img"
     ):
-        image, objects = render_synthetic_image(_image_rng(seed, split, i), min_size, max_size)
+        image, objects = render_synthetic_image(
+            _image_rng(seed, split, i), min_size, max_size, domain=SYNTHETIC_SPLIT_DOMAINS[split]
+        )
         file_name = f"{i:06d}.png"
         path = os.path.join(image_root, file_name)
         if not cv2.imwrite(path, np.ascontiguousarray(image[:, :, ::-1])):  # RGB -> BGR
@@ -364,9 +466,12 @@ def _generate_split(
                     "iscrowd": 0,
                 }
             )
+    info = {"description": "sd_detr synthetic shapes dataset"}
+    if SYNTHETIC_SPLIT_DOMAINS[split] != "seen":  # (the seen splits' JSON keeps its old bytes)
+        info["domain"] = SYNTHETIC_SPLIT_DOMAINS[split]
     coco = {
         "info": {
-            "description": "sd_detr synthetic shapes dataset",
+            **info,
             "split": split,
             "seed": int(seed),
             "num_images": int(num_images),
@@ -391,12 +496,15 @@ def generate_synthetic_dataset(
     min_size: int = 128,
     max_size: int = 192,
     progress: bool = True,
+    num_val_shift: Optional[int] = None,
+    splits: Optional[Sequence[str]] = None,
 ) -> Dict[str, Any]:
-    """Generate the synthetic dataset under ``root`` (overwriting an existing one).
+    """Generate the synthetic dataset under ``root`` (overwriting the splits it generates).
 
-    Images are written first; the two COCO JSON files are written last and atomically, so an
+    Images are written first; the COCO JSON files are written last and atomically, so an
     interrupted generation leaves :func:`is_generated` False. The output is fully determined by
-    the arguments (byte-identical JSON and PNG files for the same arguments).
+    the arguments (byte-identical JSON and PNG files for the same arguments); the train and val
+    splits are the same as before the val_shift split existed.
 
     Args:
         root: output directory.
@@ -404,21 +512,33 @@ def generate_synthetic_dataset(
         seed: random seed. Image ``i`` of a split only depends on (seed, split, i).
         min_size, max_size: range of image width and height, in pixels.
         progress: show a tqdm progress bar.
+        num_val_shift: number of images of the domain-shifted split (default: ``num_val``).
+        splits: the splits to generate (default: all of ``("train", "val", "val_shift")``); the
+            others are left as they are (used to add val_shift to an existing dataset).
 
     Returns:
-        dict: ``{"root": root, "train": {"images": n, "annotations": m}, "val": {...}}``.
+        dict: ``{"root": root, "train": {"images": n, "annotations": m}, ...}`` for each generated
+        split.
     """
-    if num_train < 1 or num_val < 1:
-        raise ValueError(f"num_train and num_val must be >= 1, got {num_train}, {num_val}")
+    num_val_shift = num_val if num_val_shift is None else num_val_shift
+    counts = {"train": num_train, "val": num_val, "val_shift": num_val_shift}
+    splits = list(_SPLITS if splits is None else splits)
+    bad = [s for s in splits if s not in _SPLITS]
+    if bad:
+        raise ValueError(f"Unknown split(s) {bad}; expected a subset of {_SPLITS}.")
+    if any(counts[s] < 1 for s in splits):
+        raise ValueError(
+            "num_train, num_val and num_val_shift must be >= 1, got "
+            + ", ".join(f"{s}={counts[s]}" for s in splits)
+        )
     os.makedirs(os.path.join(root, "annotations"), exist_ok=True)
     # invalidate a previous generation first, so that a killed run is detected as incomplete
-    for split in _SPLITS:
+    for split in splits:
         with contextlib.suppress(FileNotFoundError):
             os.remove(synthetic_paths(root, split)[0])
 
     cocos = {
-        "train": _generate_split(root, "train", num_train, seed, min_size, max_size, progress),
-        "val": _generate_split(root, "val", num_val, seed, min_size, max_size, progress),
+        s: _generate_split(root, s, counts[s], seed, min_size, max_size, progress) for s in splits
     }
     summary: Dict[str, Any] = {"root": root}
     for split, coco in cocos.items():
@@ -446,19 +566,42 @@ def _file_lock(path: str) -> Iterator[None]:
 
 
 def _ensure_generated(root: str, **gen_kwargs) -> None:
+    """Generate the missing splits only: a dataset made before val_shift existed gets val_shift
+    added, its train/val files untouched (other processes may be reading them)."""
     if is_generated(root):
         return
     with _file_lock(os.path.normpath(root) + ".lock"):
-        if is_generated(root):  # another process finished it while we waited for the lock
+        missing = _missing_splits(root)  # another process may have finished while we waited
+        if not missing:
             return
-        logger.info(f"Generating the sd_detr synthetic dataset in {root} ...")
-        summary = generate_synthetic_dataset(root, **gen_kwargs)
+        if missing == ["val_shift"]:  # match the image sizes and seed of the existing data
+            gen_kwargs = {**_existing_generation_args(root), **gen_kwargs}
+        logger.info(f"Generating the sd_detr synthetic dataset ({', '.join(missing)}) in {root} ...")
+        summary = generate_synthetic_dataset(root, splits=missing, **gen_kwargs)
         logger.info(f"Generated the sd_detr synthetic dataset: {summary}")
+
+
+def _existing_generation_args(root: str) -> Dict[str, Any]:
+    """``seed``, ``min_size``, ``max_size`` and ``num_val_shift`` (= the val split's size) of the
+    existing train/val data, for adding val_shift to it; empty where unreadable."""
+    try:
+        with open(synthetic_paths(root, "val")[0]) as f:
+            info = json.load(f).get("info", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    out = {k: info[k] for k in ("seed", "min_size", "max_size") if k in info}
+    if "num_images" in info:
+        out["num_val_shift"] = info["num_images"]
+    return out
 
 
 def _check_generation_args(root: str, gen_kwargs: Dict[str, Any]) -> None:
     """Warn when explicitly requested generation arguments differ from the existing data."""
-    keys = {"num_train": ("train", "num_images"), "num_val": ("val", "num_images")}
+    keys = {
+        "num_train": ("train", "num_images"),
+        "num_val": ("val", "num_images"),
+        "num_val_shift": ("val_shift", "num_images"),
+    }
     keys.update({k: ("train", k) for k in ("seed", "min_size", "max_size")})
     for arg, (split, key) in keys.items():
         if arg not in gen_kwargs:
@@ -479,7 +622,9 @@ def _check_generation_args(root: str, gen_kwargs: Dict[str, Any]) -> None:
 def register_synthetic_dataset(
     root: Optional[str] = None, generate: bool = True, **gen_kwargs
 ) -> Tuple[str, str]:
-    """Register the synthetic splits as ``"sd_detr_synthetic_train"``/``"sd_detr_synthetic_val"``.
+    """Register the synthetic splits as ``"sd_detr_synthetic_train"``, ``"sd_detr_synthetic_val"``
+    and ``"sd_detr_synthetic_val_shift"`` (:data:`SYNTHETIC_VAL_SHIFT_NAME`, the domain-shifted
+    validation split).
 
     Cheap when the data exist, so it may be called when a config is imported.
 
@@ -489,10 +634,11 @@ def register_synthetic_dataset(
             against concurrent generation by several processes). If False, the datasets are only
             registered; loading them fails until the data exist.
         gen_kwargs: forwarded to :func:`generate_synthetic_dataset` (``num_train``, ``num_val``,
-            ``seed``, ``min_size``, ``max_size``, ``progress``). Only used when generating.
+            ``seed``, ``min_size``, ``max_size``, ``progress``, ``num_val_shift``). Only used
+            when generating; only missing splits are generated.
 
     Returns:
-        (train_name, val_name)
+        (train_name, val_name); the shifted split is always :data:`SYNTHETIC_VAL_SHIFT_NAME`.
     """
     from detectron2.data import DatasetCatalog, MetadataCatalog
     from detectron2.data.datasets import register_coco_instances
@@ -504,8 +650,7 @@ def register_synthetic_dataset(
         if was_generated and gen_kwargs:
             _check_generation_args(root, gen_kwargs)
 
-    names = {"train": SYNTHETIC_TRAIN_NAME, "val": SYNTHETIC_VAL_NAME}
-    for split, name in names.items():
+    for split, name in _SPLIT_NAMES.items():
         json_file, image_root = synthetic_paths(root, split)
         if name in DatasetCatalog.list():
             if MetadataCatalog.get(name).get("json_file") == json_file:
@@ -513,5 +658,7 @@ def register_synthetic_dataset(
             DatasetCatalog.remove(name)
             MetadataCatalog.remove(name)
         register_coco_instances(name, {}, json_file, image_root)
-        MetadataCatalog.get(name).set(thing_classes=list(SYNTHETIC_CLASSES))
-    return names["train"], names["val"]
+        MetadataCatalog.get(name).set(
+            thing_classes=list(SYNTHETIC_CLASSES), domain=SYNTHETIC_SPLIT_DOMAINS[split]
+        )
+    return SYNTHETIC_TRAIN_NAME, SYNTHETIC_VAL_NAME

@@ -12,6 +12,7 @@ from sd_detr.data import synthetic
 from sd_detr.data.datasets import get_detr_dataset_dicts
 from sd_detr.data.synthetic import (
     SYNTHETIC_CLASSES,
+    SYNTHETIC_VAL_SHIFT_NAME,
     default_synthetic_root,
     generate_synthetic_dataset,
     is_generated,
@@ -40,7 +41,7 @@ def test_same_seed_gives_byte_identical_json_and_images(tmp_path, synthetic_root
     generate_synthetic_dataset(other, num_train=12, num_val=6, seed=0, progress=False)
     files = _files(synthetic_root)
     assert files == _files(other)
-    assert len([f for f in files if f.endswith(".png")]) == 18
+    assert len([f for f in files if f.endswith(".png")]) == 24  # 12 train, 6 val, 6 val_shift
     match, mismatch, errors = filecmp.cmpfiles(synthetic_root, other, files, shallow=False)
     assert mismatch == [] and errors == []
     assert len(match) == len(files)
@@ -281,3 +282,175 @@ def test_concurrent_processes_generate_only_once(tmp_path, monkeypatch):
     assert is_generated(root)
     assert len(calls.read_text().split()) == 1
     assert len(_load(root, "train")["images"]) == 4
+
+
+# ------------------------------------------------------------------------------------------------
+# The domain-shifted validation split (val_shift)
+# ------------------------------------------------------------------------------------------------
+# sha256 (first 16 hex digits) of what the generator made before val_shift existed (commit 3663316):
+# the RGB pixels of images 0-2 of train and 0-1 of val (seed 0, sizes 128-192), and the two JSON files
+# of generate_synthetic_dataset(num_train=3, num_val=2, seed=0).
+_OLD_PIXELS = {
+    ("train", 0): "646c1d9e0569e529",
+    ("train", 1): "2132a9083cfe192d",
+    ("train", 2): "20830103a1ce2900",
+    ("val", 0): "bcacfc850807ae6b",
+    ("val", 1): "b06dd336c9319260",
+}
+_OLD_JSON = {"train": "3bc82554432b5c95", "val": "ad0009c88219852b"}
+
+
+def _sha(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def test_train_and_val_are_byte_identical_to_the_generator_before_val_shift(tmp_path):
+    """Catches a shifted-domain change that draws one more random number (or alters a drawing step) in
+    the seen domain: every train/val image and box would change and old results stop being comparable."""
+    for (split, index), digest in _OLD_PIXELS.items():
+        image, _ = render_synthetic_image(synthetic._image_rng(0, split, index), 128, 192)
+        assert _sha(image.tobytes()) == digest, (split, index)
+    root = str(tmp_path / "d")
+    generate_synthetic_dataset(root, num_train=3, num_val=2, seed=0, progress=False)
+    for split, digest in _OLD_JSON.items():
+        with open(synthetic_paths(root, split)[0], "rb") as f:
+            assert _sha(f.read()) == digest, split
+        png = cv2.imread(os.path.join(root, split, "000000.png"))[:, :, ::-1]
+        assert _sha(np.ascontiguousarray(png).tobytes()) == _OLD_PIXELS[(split, 0)]
+
+
+def _max_neighbour_step(img: np.ndarray) -> np.ndarray:
+    """L2 RGB difference of horizontally and vertically neighbouring pixels, flattened."""
+    f = img.astype(np.float32)
+    return np.concatenate([
+        np.linalg.norm(f[:, 1:] - f[:, :-1], axis=2).ravel(),
+        np.linalg.norm(f[1:] - f[:-1], axis=2).ravel(),
+    ])
+
+
+def test_shifted_backgrounds_are_a_texture_family_the_seen_ones_never_produce():
+    """By construction: the seen backgrounds are smooth (steepest step < 120 in L2 RGB between neighbouring
+    pixels, stripes included), every shifted background is a hard-edged checkerboard with steps >= 150 on
+    a good part of its pixels. Catches val_shift drawing seen backgrounds (no shift) or low-contrast ones."""
+    rng = np.random.default_rng(7)
+    seen_max, shifted_frac = [], []
+    for _ in range(60):
+        h, w = (int(v) for v in rng.integers(128, 193, size=2))
+        seen_max.append(_max_neighbour_step(synthetic._background(rng, h, w)).max())
+        step = _max_neighbour_step(synthetic._shifted_background(rng, h, w))
+        shifted_frac.append((step >= 150).mean())
+        assert np.all((step == 0) | (step >= 150))  # flat cells, hard edges: nothing in between
+    assert max(seen_max) < 120
+    assert min(shifted_frac) > 0.05
+
+
+def _rendered_statistics(split: str, domain: str, n: int = 25):
+    """Per image: fraction of background pixel steps >= 120; per object: fraction of its visible pixels
+    farther than 45 (L2 RGB) from its median colour."""
+    bg, spread = [], []
+    for i in range(n):
+        image, objects = render_synthetic_image(synthetic._image_rng(0, split, i), 128, 192, domain=domain)
+        f = image.astype(np.float32)
+        near_object = np.zeros(image.shape[:2], np.uint8)
+        for obj in objects:
+            near_object |= obj["mask"].astype(np.uint8)
+        near_object = cv2.dilate(near_object, np.ones((3, 3), np.uint8)).astype(bool)
+        step = np.linalg.norm(f[:, 1:] - f[:, :-1], axis=2)
+        free = ~(near_object[:, 1:] | near_object[:, :-1])
+        bg.append((step[free] >= 120).mean())
+        for obj in objects:
+            px = f[obj["mask"]]
+            spread.append((np.linalg.norm(px - np.median(px, axis=0), axis=1) > 45).mean())
+    return np.array(bg), np.array(spread)
+
+
+def test_val_shift_backgrounds_and_object_colourings_are_disjoint_from_train():
+    """The rendered images (noise included): no train image has hard-edged background texture and no train
+    object more than one colour; every val_shift image and object has. Catches val_shift rendered with
+    the seen domain (e.g. the split's domain not passed to the renderer) and one-colour 'stripes'."""
+    train_bg, train_spread = _rendered_statistics("train", "seen")
+    shift_bg, shift_spread = _rendered_statistics("val_shift", "shifted")
+    assert train_bg.max() < 0.01 and shift_bg.min() > 0.05
+    assert train_spread.max() < 0.05 and shift_spread.min() > 0.2
+    assert len(train_spread) > 40 and len(shift_spread) > 40
+
+
+def test_val_shift_has_the_same_shapes_and_placement_rules_as_train():
+    """Only appearance shifts: the annotation statistics stay in the ranges of the seen domain (catches a
+    shifted split whose objects got lost, e.g. all rejected as invisible on the checkerboard)."""
+    counts, classes, sides = [], set(), []
+    for i in range(25):
+        image, objects = render_synthetic_image(synthetic._image_rng(0, "val_shift", i), domain="shifted")
+        assert 128 <= image.shape[0] <= 192 and 128 <= image.shape[1] <= 192
+        counts.append(len(objects))
+        classes |= {o["category"] for o in objects}
+        sides += [max(o["bbox"][2:]) for o in objects]
+    assert classes == set(range(len(SYNTHETIC_CLASSES)))
+    assert 1 <= min(counts) and max(counts) <= 6 and np.mean(counts) >= 2
+    assert min(sides) < 25 and max(sides) > 50
+
+
+def test_unknown_domain_or_split_is_rejected_by_name(tmp_path):
+    with pytest.raises(ValueError, match="'tiled'"):
+        render_synthetic_image(np.random.default_rng(0), domain="tiled")
+    with pytest.raises(ValueError, match="test_shift"):
+        generate_synthetic_dataset(str(tmp_path), splits=["test_shift"], progress=False)
+
+
+def test_val_shift_split_is_written_as_coco_and_registered(synthetic_root):
+    """val_shift is a third COCO split of the fixture, with its domain in the JSON and the catalog."""
+    from pycocotools.coco import COCO
+
+    json_file, image_root = synthetic_paths(synthetic_root, "val_shift")
+    data = _load(synthetic_root, "val_shift")
+    assert data["info"]["domain"] == "shifted" and data["info"]["split"] == "val_shift"
+    assert "domain" not in _load(synthetic_root, "train")["info"]  # train JSON keeps its old bytes
+    assert len(COCO(json_file).getImgIds()) == 6
+    assert all(os.path.isfile(os.path.join(image_root, im["file_name"])) for im in data["images"])
+    # the files are the shifted-domain renderings (not the seen domain's with another seed)
+    image, objects = render_synthetic_image(synthetic._image_rng(0, "val_shift", 0), domain="shifted")
+    np.testing.assert_array_equal(cv2.imread(os.path.join(image_root, "000000.png"))[:, :, ::-1], image)
+    assert [a["bbox"] for a in data["annotations"] if a["image_id"] == 1] == [o["bbox"] for o in objects]
+    register_synthetic_dataset(synthetic_root)
+    records = DatasetCatalog.get(SYNTHETIC_VAL_SHIFT_NAME)
+    assert len(records) == 6 and sum(len(r["annotations"]) for r in records) > 6
+    assert MetadataCatalog.get(SYNTHETIC_VAL_SHIFT_NAME).domain == "shifted"
+    assert MetadataCatalog.get("sd_detr_synthetic_val").domain == "seen"
+    assert MetadataCatalog.get(SYNTHETIC_VAL_SHIFT_NAME).thing_classes == list(SYNTHETIC_CLASSES)
+
+
+def test_missing_val_shift_is_added_without_touching_train_and_val(tmp_path, synthetic_root):
+    """A dataset made before val_shift existed: registering it generates val_shift only (same seed and
+    image sizes as the data, as many images as val) and leaves the train/val files as they were (other
+    processes may be training on them). Catches a regeneration of the whole dataset."""
+    root = str(tmp_path / "old")
+    generate_synthetic_dataset(root, num_train=3, num_val=2, seed=5, min_size=100, max_size=120,
+                               splits=("train", "val"), progress=False)
+    assert not is_generated(root) and is_generated(root, ("train", "val"))
+    before = {s: (os.path.getmtime(synthetic_paths(root, s)[0]), open(synthetic_paths(root, s)[0], "rb").read())
+              for s in ("train", "val")}
+    try:
+        register_synthetic_dataset(root, progress=False)
+        assert is_generated(root)
+        shift = _load(root, "val_shift")
+        assert shift["info"]["seed"] == 5 and len(shift["images"]) == 2
+        assert all(100 <= im["width"] <= 120 for im in shift["images"])
+        for s, (mtime, data) in before.items():
+            assert os.path.getmtime(synthetic_paths(root, s)[0]) == mtime
+            assert open(synthetic_paths(root, s)[0], "rb").read() == data
+    finally:
+        register_synthetic_dataset(synthetic_root)
+
+
+def test_cli_adds_a_missing_val_shift_split_only(tmp_path, capsys):
+    tool = _load_tool()
+    root = str(tmp_path / "cli_old")
+    generate_synthetic_dataset(root, num_train=2, num_val=1, seed=3, splits=("train", "val"), progress=False)
+    mtime = os.path.getmtime(synthetic_paths(root, "train")[0])
+    assert tool.main(["--root", root, "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "Adding the val_shift split" in out and "val_shift: 1 images" in out and "train:" not in out
+    assert os.path.getmtime(synthetic_paths(root, "train")[0]) == mtime
+    assert _load(root, "val_shift")["info"]["seed"] == 3

@@ -4,6 +4,12 @@ registered with register_coco_instances so it runs through the same loaders and 
 Images are 128-192 px, so the DETR augmentation is scaled down: flip, then multi-scale resize
 (short side 128..192 step 16, long side <= 320) or resize 112/128/144 -> random crop 96..144 ->
 multi-scale resize, p = 0.5 each; test resize 160/320.
+
+Evaluation runs on the seen-domain val split (``sd_detr_synthetic_val``) only, to keep the tiny runs
+short. The domain-shifted split ``sd_detr_synthetic_val_shift`` (checkerboard backgrounds, two-colour
+striped objects: never seen in training) is registered too; evaluate a trained model on it with
+``--eval-only train.init_checkpoint=.../model_final.pth dataloader.test.dataset.names=sd_detr_synthetic_val_shift``
+(the evaluator follows the test set's name), as tools/run_ablations.py does for every run.
 """
 from detectron2.config import LazyCall as L
 from detectron2.data import build_detection_test_loader, build_detection_train_loader
@@ -13,7 +19,8 @@ from sd_detr.data import DetrDatasetMapper, build_detr_augmentations, get_detr_d
 from sd_detr.data.synthetic import SYNTHETIC_TRAIN_NAME, SYNTHETIC_VAL_NAME, register_synthetic_dataset
 from sd_detr.evaluation import build_coco_evaluator
 
-register_synthetic_dataset()  # generates the data into $SD_DETR_SYNTHETIC_ROOT (or datasets/) if missing
+# generates the data (or only a missing split) into $SD_DETR_SYNTHETIC_ROOT (or datasets/)
+register_synthetic_dataset()
 
 dataloader = OmegaConf.create()
 

@@ -11,6 +11,7 @@ The training augmentation reproduces DETR's ``make_coco_transforms("train")``
 At test time the shorter side is resized to 800 (longer side <= 1333).
 """
 import copy
+import logging
 from typing import List, Optional, Sequence, Union
 
 import numpy as np
@@ -24,6 +25,8 @@ __all__ = ["RandomChoice", "build_detr_augmentations", "DetrDatasetMapper", "DET
 DETR_TRAIN_MIN_SIZES = tuple(range(480, 801, 32))  # (480, 512, ..., 800)
 
 AugLike = Union[T.Augmentation, T.Transform]
+
+logger = logging.getLogger(__name__)
 
 
 def _as_augmentation_list(choice) -> T.AugmentationList:
@@ -152,6 +155,16 @@ class DetrDatasetMapper(DatasetMapper):
     * ``"height"``, ``"width"`` (original image size, for the evaluator), ``"file_name"``,
       ``"image_id"``, copied from the dataset dict.
 
+    In training (``skip_bad_images``), an image that cannot be read or whose size differs from the
+    record's width/height does not stop the run: the mapper logs a warning naming the file (once per
+    file, with the number of images skipped so far by this worker) and maps the last good record in its
+    place. (Returning None, Detectron2's way of skipping a sample, crashes detectron2 0.6's MapDataset on
+    Python >= 3.11: it calls ``random.sample`` on a set, data/common.py ``MapDataset.__getitem__``.)
+    ``get_detr_dataset_dicts`` checks the images up front, so this is the net for what that misses
+    (``check_images="exists"``, corruption inside a JPEG, a file changed during training). The first
+    image a worker draws has no good one before it: it still raises. At test time a bad image is an
+    error: skipping it would silently count its objects as missed.
+
     Usable from a LazyConfig::
 
         L(DetrDatasetMapper)(
@@ -167,6 +180,7 @@ class DetrDatasetMapper(DatasetMapper):
         *,
         augmentations: Optional[Sequence[AugLike]] = None,
         image_format: str = "RGB",
+        skip_bad_images: Optional[bool] = None,
         **kwargs,
     ):
         """
@@ -176,8 +190,14 @@ class DetrDatasetMapper(DatasetMapper):
                 ``build_detr_augmentations(is_train)``.
             image_format: an image format supported by ``detection_utils.read_image``
                 ("RGB", "BGR", ...).
+            skip_bad_images: replace an unreadable or wrongly sized image by the last good one with a
+                warning instead of raising; default ``is_train``.
             kwargs: other :class:`DatasetMapper` arguments (``use_instance_mask``, ...).
         """
+        self.skip_bad_images = is_train if skip_bad_images is None else bool(skip_bad_images)
+        self.num_skipped = 0  # images replaced so far (by this copy: each loader worker has its own)
+        self._last_good = None
+        self._bad_files = set()
         if augmentations is None:
             augmentations = build_detr_augmentations(is_train)
         elif isinstance(augmentations, (T.Augmentation, T.Transform)):
@@ -203,9 +223,30 @@ class DetrDatasetMapper(DatasetMapper):
         Returns:
             dict: see the class docstring.
         """
+        if not self.skip_bad_images:
+            return self._map(dataset_dict)
+        try:
+            result = self._map(dataset_dict)
+        except (OSError, utils.SizeMismatchError) as e:
+            if self._last_good is None:
+                raise  # nothing to put in its place yet; the error names the file
+            self.num_skipped += 1
+            file_name = dataset_dict.get("file_name")
+            if file_name not in self._bad_files:
+                self._bad_files.add(file_name)
+                logger.warning(
+                    f"Skipping training image {file_name}: {type(e).__name__}: {e}; using "
+                    f"{self._last_good.get('file_name')} in its place ({self.num_skipped} images skipped so "
+                    "far by this data loader worker)"
+                )
+            return self._map(self._last_good)
+        self._last_good = dataset_dict
+        return result
+
+    def _map(self, dataset_dict):
         dataset_dict = copy.deepcopy(dataset_dict)  # it is modified below
         image = self._read_image(dataset_dict)
-        utils.check_image_size(dataset_dict, image)
+        utils.check_image_size(dataset_dict, image)  # its error names the file and both sizes
 
         if "sem_seg_file_name" in dataset_dict:
             sem_seg_gt = utils.read_image(dataset_dict.pop("sem_seg_file_name"), "L").squeeze(2)

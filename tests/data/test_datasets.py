@@ -242,3 +242,138 @@ def test_valid_dataset_loads_without_warnings(synthetic_root, warnings_log):
     assert all(0 <= c < len(SYNTHETIC_CLASSES) for c in category_ids)
     assert warnings_log.records == []
     assert len(get_detr_dataset_dicts([train, val])) == 18
+
+
+# ------------------------------------------------ images checked up front (issue 11, fault 5)
+def _png_bytes(w, h):
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.RandomState(0).randint(0, 255, (h, w, 3), np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_image_of_another_size_than_the_json_is_an_error_naming_file_and_both_sizes(tmp_path, registry):
+    """Catches: the SizeMismatchError of Detectron2's mapper hours into training instead of up front."""
+    images = [
+        {"id": 1, "file_name": "a.png", "width": 30, "height": 20},
+        {"id": 2, "file_name": "b.png", "width": 20, "height": 30},  # the file is 30x20: swapped
+    ]
+    name, json_file, image_root = registry(tmp_path, _coco([_ann(1, [1, 1, 4, 4])], images),
+                                           images=("a.png", "b.png"))
+    with pytest.raises(ValueError) as excinfo:
+        get_detr_dataset_dicts(name)
+    message = str(excinfo.value)
+    assert os.path.join(image_root, "b.png") in message and "a.png" not in message.split("would fail")[1]
+    assert "30x20 (width x height)" in message and "says 20x30" in message
+    assert "1 of 2 images" in message and json_file in message
+    # only existence checked: loads (the training mapper would replace the image with a warning)
+    assert len(get_detr_dataset_dicts(name, check_images="exists")) == 2
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_truncated_image_is_found_from_its_header_check(tmp_path, registry, suffix):
+    """A PNG/JPEG cut short (a copy interrupted): its header and size are fine, decoding fails.
+    Catches: a check that only opens the header (PIL reads the size without decoding)."""
+    from PIL import Image
+
+    images = [{"id": 1, "file_name": "a.png", "width": 30, "height": 20},
+              {"id": 2, "file_name": f"cut{suffix}", "width": 30, "height": 20}]
+    name, _, image_root = registry(tmp_path, _coco([_ann(1, [1, 1, 4, 4])], images))
+    path = os.path.join(image_root, f"cut{suffix}")
+    Image.fromarray(np.random.RandomState(1).randint(0, 255, (20, 30, 3), np.uint8)).save(path)
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[: len(data) * 2 // 3])
+    with Image.open(path) as image:
+        assert image.size == (30, 20)  # the header alone looks fine
+    with pytest.raises(ValueError, match=f"cut{suffix}: cannot be read"):
+        get_detr_dataset_dicts(name)
+    with pytest.raises(ValueError, match=f"cut{suffix}: cannot be read"):
+        get_detr_dataset_dicts(name, check_images="full")
+    assert len(get_detr_dataset_dicts(name, check_images="none")) == 2
+
+
+def test_jpeg_with_bytes_after_its_end_marker_is_accepted(tmp_path, registry):
+    """Catches: a truncation test that rejects valid files (JPEG writers may pad after EOI)."""
+    from PIL import Image
+
+    images = [{"id": 1, "file_name": "padded.jpg", "width": 30, "height": 20}]
+    name, _, image_root = registry(tmp_path, _coco([_ann(1, [1, 1, 4, 4])], images), images=())
+    path = os.path.join(image_root, "padded.jpg")
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(path)
+    with open(path, "ab") as f:
+        f.write(b"\x00" * 100)
+    assert len(get_detr_dataset_dicts(name)) == 1
+
+
+def test_exif_rotated_jpeg_is_compared_after_rotation_like_read_image(tmp_path, registry):
+    """A phone photo stored 30x20 with EXIF orientation 6 is 20x30 once Detectron2's read_image rotates it.
+    Catches: comparing the stored size (rejecting a good dataset, accepting one the mapper rejects)."""
+    from PIL import Image
+
+    images = [{"id": 1, "file_name": "rotated.jpg", "width": 20, "height": 30}]
+    name, _, image_root = registry(tmp_path, _coco([_ann(1, [1, 1, 4, 4])], images), images=())
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(os.path.join(image_root, "rotated.jpg"),
+                                                          exif=exif.tobytes())
+    assert len(get_detr_dataset_dicts(name)) == 1
+    from detectron2.data.detection_utils import read_image
+
+    assert read_image(os.path.join(image_root, "rotated.jpg")).shape[:2] == (30, 20)
+
+
+def test_unknown_check_images_mode_is_an_error_naming_it(tmp_path, registry):
+    name, _, _ = registry(tmp_path, _coco([_ann(1, [1, 1, 4, 4])]))
+    with pytest.raises(ValueError, match="check_images='headers'.*'header'"):
+        get_detr_dataset_dicts(name, check_images="headers")
+
+
+# ------------------------------------------------ boxes outside their image (issue 11, fault 7)
+def test_boxes_wholly_outside_the_image_are_dropped_and_counted(tmp_path, registry, warnings_log):
+    """Catches: boxes with no pixel in the image kept silently (they train the model on nothing), and
+    boxes partly inside dropped (the mapper clips those)."""
+    images = [{"id": 1, "file_name": "a.png", "width": 30, "height": 20},
+              {"id": 2, "file_name": "b.png", "width": 30, "height": 20}]
+    annotations = [
+        _ann(1, [2, 3, 10, 8]),  # inside
+        _ann(2, [25, 15, 10, 10]),  # partly outside: kept
+        _ann(3, [30, 5, 4, 4]),  # starts at the right edge: outside
+        _ann(4, [-10, 2, 10, 5], image_id=2),  # ends at the left edge: outside
+        _ann(5, [5, 40, 3, 3], image_id=2),  # below the image
+        _ann(6, [5, 5, 0, 3], image_id=2),  # degenerate, counted apart
+    ]
+    name, _, image_root = registry(tmp_path, _coco(annotations, images), images=("a.png", "b.png"))
+    dicts = get_detr_dataset_dicts(name)
+    assert [[a["bbox"] for a in d["annotations"]] for d in dicts] == [[[2, 3, 10, 8], [25, 15, 10, 10]], []]
+    messages = [r.getMessage() for r in warnings_log.records if r.levelno == logging.WARNING]
+    outside = [m for m in messages if "outside the image" in m]
+    assert len(outside) == 1, messages
+    assert "dropped 3 boxes outside the image" in outside[0] and "from 2 images" in outside[0]
+    assert os.path.join(image_root, "a.png") in outside[0] and os.path.join(image_root, "b.png") in outside[0]
+    assert "30x20" in outside[0]
+    assert any("dropped 1 degenerate boxes" in m for m in messages)
+
+
+def test_relative_boxes_are_tested_against_the_unit_square(warnings_log):
+    """Catches: relative boxes compared with the image size in pixels (all kept) or rotated boxes dropped."""
+    from detectron2.structures import BoxMode
+
+    name = f"test_sd_detr_rel_{uuid.uuid4().hex[:8]}"
+    DatasetCatalog.register(name, lambda: [{
+        "file_name": "unused.png", "image_id": 0, "height": 100, "width": 100,
+        "annotations": [
+            {"bbox": [0.1, 0.1, 0.5, 0.5], "bbox_mode": BoxMode.XYXY_REL, "category_id": 0},
+            {"bbox": [1.2, 0.1, 1.5, 0.5], "bbox_mode": BoxMode.XYXY_REL, "category_id": 0},
+            {"bbox": [500, 500, 10, 10, 30], "bbox_mode": BoxMode.XYWHA_ABS, "category_id": 0},
+        ],
+    }])
+    try:
+        dicts = get_detr_dataset_dicts(name, check_images=False)
+    finally:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    assert [a["bbox"][0] for a in dicts[0]["annotations"]] == [0.1, 500]
+    assert "dropped 1 boxes outside the image" in warnings_log.text

@@ -1,3 +1,5 @@
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -266,3 +268,56 @@ def test_maps_synthetic_dataset_records(synthetic_root):
         assert ((out["instances"].gt_classes >= 0) & (out["instances"].gt_classes < 5)).all()
         total += len(boxes)
     assert total > 6
+
+
+# ------------------------------------------------ bad images at training time (issue 11, fault 5)
+def _bad_images(tmp_path):
+    """(a PNG of another size than the record says, a truncated PNG), both with the record of rect.png."""
+    wrong = tmp_path / "wrong_size.png"
+    cv2.imwrite(str(wrong), np.zeros((H + 8, W, 3), np.uint8))
+    good = cv2.imencode(".png", np.zeros((H, W, 3), np.uint8))[1].tobytes()
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(good[: len(good) // 2])
+    return str(wrong), str(cut)
+
+
+def test_training_mapper_replaces_a_bad_image_with_a_counted_warning(tmp_path, red_rect_image, caplog):
+    """Catches: one bad image ending a long run (Detectron2 raises), a warning on every draw of it, and a
+    skipped sample returned as None (detectron2 0.6's MapDataset fallback crashes on Python 3.11)."""
+    mapper = _small_train_mapper()
+    wrong, cut = _bad_images(tmp_path)
+    caplog.set_level(logging.WARNING, logger="sd_detr.data.mapper")
+    np.random.seed(0)
+    mapper(_record(red_rect_image))
+    outputs = [mapper(_record(p)) for p in (wrong, cut, wrong)]
+    assert all(o["file_name"] == red_rect_image and len(o["instances"]) <= 1 for o in outputs)
+    assert mapper.num_skipped == 3
+    warnings = [r.getMessage() for r in caplog.records if r.name == "sd_detr.data.mapper"]
+    assert len(warnings) == 2  # once per file
+    assert wrong in warnings[0] and "Mismatched image shape" in warnings[0] and "1 images skipped" in warnings[0]
+    assert cut in warnings[1] and "2 images skipped" in warnings[1]
+
+
+def test_train_loader_draws_batches_past_bad_images(tmp_path, red_rect_image):
+    """The mapper inside Detectron2's train loader: batches keep coming."""
+    from detectron2.data import build_detection_train_loader
+
+    wrong, cut = _bad_images(tmp_path)
+    records = [_record(p) for p in (red_rect_image, wrong, cut, wrong)]
+    mapper = _small_train_mapper()
+    mapper(records[0])  # a worker's first image must be good (nothing to replace it with yet)
+    loader = build_detection_train_loader(dataset=records, mapper=mapper, total_batch_size=2, num_workers=0)
+    batches = [b for _, b in zip(range(6), loader)]
+    assert len(batches) == 6 and all(len(b) == 2 for b in batches)
+    assert all(x["file_name"] == red_rect_image for b in batches for x in b)
+    assert mapper.num_skipped > 0  # 12 draws from 4 records, 3 of them bad (none drawn: p = 4**-12)
+
+
+def test_test_mapper_raises_for_a_bad_image_naming_it(tmp_path):
+    """Catches: a skipped val image (its objects would count as missed without a word)."""
+    from detectron2.data.detection_utils import SizeMismatchError
+
+    wrong, _ = _bad_images(tmp_path)
+    mapper = DetrDatasetMapper(is_train=False, augmentations=build_detr_augmentations(False))
+    with pytest.raises(SizeMismatchError, match="wrong_size.png"):
+        mapper(_record(wrong))

@@ -27,6 +27,9 @@ logger = logging.getLogger("sd_detr")
 _SPEC_FORMAT = "JSON:IMAGES (a COCO-format annotation file, a colon, the image folder)"
 # keys of configs/common/data/custom_coco.py, under cfg.dataloader.custom
 _CUSTOM_KEYS = {"train": ("train_json", "train_images"), "val": ("val_json", "val_images")}
+_NAME_KEYS = {"train": "dataloader.train.dataset.names", "val": "dataloader.test.dataset.names"}
+# dataset names of configs/common/data/custom_coco.py before its paths are set
+UNSET_NAMES = {"train": "custom_coco_train_unset", "val": "custom_coco_val_unset"}
 
 
 def parse_dataset_spec(spec: str, what: str = "dataset") -> Tuple[str, str]:
@@ -182,6 +185,16 @@ def _set_key(cfg, dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def _unset_error(split: str) -> ValueError:
+    json_key, images_key = _CUSTOM_KEYS[split]
+    flag = "--dataset-train" if split == "train" else "--dataset-val"
+    return ValueError(
+        f"{_NAME_KEYS[split]} is {UNSET_NAMES[split]!r} (configs/common/data/custom_coco.py): set "
+        f"dataloader.custom.{json_key}=PATH.json dataloader.custom.{images_key}=FOLDER, or pass "
+        f"{flag} JSON:IMAGES to tools/lazyconfig_train_net.py"
+    )
+
+
 def apply_custom_datasets(cfg, train: Optional[str] = None, val: Optional[str] = None):
     """Point a LazyConfig at COCO-format datasets given as ``"JSON:IMAGES"``; modifies ``cfg`` in place
     and returns it.
@@ -197,22 +210,35 @@ def apply_custom_datasets(cfg, train: Optional[str] = None, val: Optional[str] =
       second call is a no-op);
     * sets every literal ``num_classes`` under ``cfg.model`` to the number of categories.
 
-    Nothing is done when neither is given nor configured.
+    Nothing is done when neither is given nor configured. A split read from ``cfg.dataloader.custom``
+    whose dataset name is already the one of its paths was applied before (e.g. by the train tool's
+    flags, or in the process that saved this config.yaml): it is only registered, so overrides given
+    after the first call (``model.num_classes``, ...) stay.
 
     Raises:
         ValueError / FileNotFoundError: a malformed spec or a missing file (naming the spec); train and val
             with different category lists (naming both files); only a train set while the config's test
             set has another number of classes.
     """
-    specs = {}
+    specs, applied = {}, set()
     for split, spec in (("train", train), ("val", val)):
         if spec is not None and spec != "":
             specs[split] = parse_dataset_spec(spec, what=f"--dataset-{split}")
-        else:
-            from_cfg = _spec_from_config(cfg, split)
-            if from_cfg is not None:
-                specs[split] = from_cfg
+            continue
+        from_cfg = _spec_from_config(cfg, split)
+        current = OmegaConf.select(cfg, _NAME_KEYS[split], default=None)
+        if from_cfg is None:
+            if current == UNSET_NAMES[split]:
+                raise _unset_error(split)
+            continue
+        specs[split] = from_cfg
+        if current == custom_dataset_name(*from_cfg):
+            applied.add(split)
     if not specs:
+        return cfg
+    if applied == set(specs):
+        for paths in specs.values():
+            register_custom_coco(*paths)  # a new process (DDP worker, a reloaded config.yaml)
         return cfg
 
     categories = {split: read_categories(json_file) for split, (json_file, _) in specs.items()}

@@ -135,7 +135,7 @@ def test_config_follows_the_dataset_names_and_categories(tmp_path, cleanup_catal
             "model.query_init.mini_detector.num_classes"} <= set(num_classes)
     assert set(num_classes.values()) == {3}, num_classes
     assert cfg.dataloader.custom.train_json == train[0] and cfg.dataloader.custom.val_images == val[1]
-    # a second call (the train loop's safety net) changes nothing
+    # a second call (the train loop calls it again) changes nothing
     before = OmegaConf.to_yaml(cfg)
     apply_custom_datasets(cfg)
     assert OmegaConf.to_yaml(cfg) == before
@@ -177,3 +177,46 @@ def test_nothing_given_leaves_the_config_unchanged():
     before = OmegaConf.to_yaml(cfg)
     assert apply_custom_datasets(cfg) is cfg
     assert OmegaConf.to_yaml(cfg) == before
+
+
+def test_custom_coco_config_keys_are_applied(tmp_path, cleanup_catalog):
+    """configs/common/data/custom_coco.py driven by dataloader.custom.* keys (as key=value overrides set
+    them). Catches: the keys ignored (placeholders left as dataset names), the evaluator not following."""
+    train = write_coco(tmp_path, "train")
+    val = write_coco(tmp_path, "val")
+    cfg = LazyConfig.load(SD_DETR_R50)
+    cfg.dataloader = LazyConfig.load(CUSTOM_COCO).dataloader
+    cfg = LazyConfig.apply_overrides(cfg, [
+        f"dataloader.custom.train_json={train[0]}", f"dataloader.custom.train_images={train[1]}",
+        f"dataloader.custom.val_json={val[0]}", f"dataloader.custom.val_images={val[1]}"])
+    apply_custom_datasets(cfg)
+    resolved = OmegaConf.to_container(cfg.dataloader, resolve=True)
+    assert resolved["train"]["dataset"]["names"] == custom_dataset_name(*train)
+    assert resolved["evaluator"]["dataset_name"] == resolved["test"]["dataset"]["names"] == custom_dataset_name(*val)
+    assert cfg.model.num_classes == 3
+
+
+def test_custom_coco_config_without_paths_says_which_keys_to_set():
+    """Catches: an unset path failing later as "Dataset 'custom_coco_train_unset' is not registered"."""
+    cfg = LazyConfig.load(SD_DETR_R50)
+    cfg.dataloader = LazyConfig.load(CUSTOM_COCO).dataloader
+    with pytest.raises(ValueError, match="dataloader.custom.train_json=.*--dataset-train"):
+        apply_custom_datasets(cfg)
+
+
+def test_a_second_call_keeps_overrides_made_after_the_first(tmp_path, cleanup_catalog):
+    """The train tool applies the flags, then the user's overrides, then the train loop calls again.
+    Catches: the second call resetting num_classes (or the names) from the recorded paths; and a new
+    process (a reloaded config.yaml) not registering the recorded datasets."""
+    train = write_coco(tmp_path, "train")
+    val = write_coco(tmp_path, "val")
+    cfg = LazyConfig.load(SD_DETR_R50)
+    apply_custom_datasets(cfg, train=":".join(train), val=":".join(val))
+    cfg.model.num_classes = 4  # e.g. a user's override (one class more, on purpose)
+    saved = OmegaConf.to_yaml(cfg)
+    for name in (custom_dataset_name(*train), custom_dataset_name(*val)):
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    apply_custom_datasets(cfg)
+    assert OmegaConf.to_yaml(cfg) == saved
+    assert custom_dataset_name(*train) in DatasetCatalog.list() and custom_dataset_name(*val) in DatasetCatalog.list()

@@ -13,8 +13,11 @@ Examples:
   python tools/lazyconfig_train_net.py --config-file ... --resume
   # evaluate a checkpoint
   python tools/lazyconfig_train_net.py --config-file ... --eval-only train.init_checkpoint=model_final.pth
-  # any config value can be overridden with key=value
+  # any config value can be overridden with key=value (options first, overrides last)
   python tools/lazyconfig_train_net.py --config-file ... train.max_iter=100 dataloader.train.total_batch_size=4
+  # own COCO-format data: JSON:IMAGES (annotation file, colon, image folder); num_classes follows its categories
+  python tools/lazyconfig_train_net.py --config-file projects/sd_detr/configs/sd_detr_r50_12ep.py \\
+      --dataset-train train.json:images/train --dataset-val val.json:images/val train.output_dir=output/mine
   # several CPU processes (or GPUs, or machines) with torchrun: gloo on CPU, NCCL on GPU
   torchrun --nproc_per_node 2 tools/lazyconfig_train_net.py --config-file ...
   # several machines with Detectron2's launcher (CUDA)
@@ -31,19 +34,60 @@ import sd_detr  # noqa: E402,F401  (first: registers the models, quiets import-t
 
 from detectron2.config import LazyConfig  # noqa: E402
 from detectron2.engine import default_argument_parser, default_setup, launch  # noqa: E402
+from detectron2.utils import comm  # noqa: E402
+from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from sd_detr.config import check_override_keys  # noqa: E402
+from sd_detr.data import apply_custom_datasets  # noqa: E402
 from sd_detr.engine import do_eval_only, do_train  # noqa: E402
 from sd_detr.engine.distributed import init_torchrun_process_group, launched_by_torchrun  # noqa: E402
 
 logger = logging.getLogger("sd_detr")
 
 
-def main(args):
+class _HeldRecords(logging.Handler):
+    """Holds the ``sd_detr`` records logged before the logger's handlers exist (log.txt lives in
+    ``train.output_dir``, known only once the overrides are applied): e.g. the synthetic data generated
+    while the config file is loaded, or the own data registered."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+def setup(args):
+    """Load the config, point it at own data (``--dataset-train/--dataset-val``, before the overrides so
+    that the user's overrides win), check and apply the overrides, then Detectron2's ``default_setup``
+    and the ``sd_detr`` logger (console on the main process, ``output_dir/log.txt``) in every worker."""
+    stray = [o for o in args.opts if o.startswith("--")]
+    if stray:
+        raise ValueError(f"option(s) {stray} after the key=value overrides: put every --option before the "
+                         f"first key=value (argparse takes everything after it as overrides)")
     cfg = LazyConfig.load(args.config_file)
-    check_override_keys(cfg, args.opts)
+    if args.dataset_train or args.dataset_val:
+        apply_custom_datasets(cfg, train=args.dataset_train, val=args.dataset_val)
+    check_override_keys(cfg, args.opts)  # unknown keys and wrong types, before anything is built
     cfg = LazyConfig.apply_overrides(cfg, args.opts)
     default_setup(cfg, args)
+    setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="sd_detr")
+    return cfg
+
+
+def main(args):
+    held, level = _HeldRecords(), logger.level
+    logger.addHandler(held)
+    logger.setLevel(min(level or logging.INFO, logging.INFO))
+    try:
+        cfg = setup(args)
+    finally:
+        logger.removeHandler(held)
+        if not logger.handlers:  # set-up failed before the handlers exist: leave the logger as it was
+            logger.setLevel(level)
+        for record in held.records:  # to log.txt and the console; else (failed) warnings go to stderr
+            logger.handle(record)
     if args.eval_only:
         return do_eval_only(cfg)
     do_train(cfg, resume=args.resume)
@@ -52,6 +96,11 @@ def main(args):
 def get_parser():
     parser = default_argument_parser(epilog=__doc__)
     parser.description = __doc__.splitlines()[0]
+    parser.add_argument("--dataset-train", metavar="JSON:IMAGES", default=None,
+                        help="train on own COCO-format data: annotation file, a colon, the image folder "
+                             "(model and criterion num_classes follow its categories)")
+    parser.add_argument("--dataset-val", metavar="JSON:IMAGES", default=None,
+                        help="evaluate on own COCO-format data (same categories as --dataset-train)")
     return parser
 
 

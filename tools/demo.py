@@ -2,14 +2,18 @@
 """Run a detector on images or a video and draw its detections (Detectron2's demo/demo.py for sd_detr).
 
 --config-file takes a LazyConfig (.py, predictor: sd_detr.engine.LazyPredictor) or a yacs config
-(.yaml, predictor: Detectron2's own DefaultPredictor). Detections are drawn with Detectron2's
-Visualizer and the metadata of the config's test dataset. An input that cannot be read is reported
-by name and skipped; the run goes on (exit status 1 if anything was skipped).
+(.yaml, predictor: Detectron2's own DefaultPredictor). The weights (--checkpoint, or
+train.init_checkpoint / MODEL.WEIGHTS) are loaded strictly on both paths: a checkpoint that does not fit
+the model is an error listing the mismatching keys; running without weights is warned about. Detections
+are drawn with Detectron2's Visualizer and the metadata of the config's test dataset. An input that
+cannot be read is reported by name and skipped; the run goes on (exit status 1 if anything was skipped).
+Inputs with the same file name (a/x.png, b/x.png) are written as x.png, x_1.png, ... and the renaming
+is printed.
 
 Examples:
   python tools/demo.py --config-file projects/conditional_detr/configs/conditional_detr_tiny_synthetic.py \\
       --input "datasets/sd_detr_synthetic/val/*.png" --output output/demo_images \\
-      --opts train.init_checkpoint=output/demo_conditional_detr/model_final.pth
+      --checkpoint output/demo_conditional_detr/model_final.pth
   python tools/demo.py --config-file projects/conditional_detr/configs/yacs/conditional_detr_r50_12ep.yaml \\
       --input street.jpg --output street_detections.jpg --opts MODEL.WEIGHTS converted.pth MODEL.DEVICE cpu
   python tools/demo.py --config-file ... --video-input clip.mp4 --output clip_detections.mp4
@@ -33,8 +37,9 @@ from detectron2.utils.visualizer import Visualizer  # noqa: E402
 logger = logging.getLogger("sd_detr.demo")
 
 
-def build_predictor(config_file, opts):
-    """(predictor, metadata) for a LazyConfig .py or a yacs .yaml file."""
+def build_predictor(config_file, opts, checkpoint=None):
+    """(predictor, metadata) for a LazyConfig .py or a yacs .yaml file; ``checkpoint`` (if given) replaces
+    train.init_checkpoint / MODEL.WEIGHTS. Weights are loaded strictly on both paths."""
     if config_file.endswith(".py"):
         from detectron2.config import LazyConfig
 
@@ -44,17 +49,19 @@ def build_predictor(config_file, opts):
         cfg = LazyConfig.load(config_file)
         check_override_keys(cfg, opts)
         cfg = LazyConfig.apply_overrides(cfg, opts)
-        predictor = LazyPredictor(cfg)
+        predictor = LazyPredictor(cfg, checkpoint=checkpoint)
         return predictor, predictor.metadata
     from detectron2.config import get_cfg
-    from detectron2.engine import DefaultPredictor
 
     from sd_detr.config import add_all_configs
+    from sd_detr.engine.predictor import strict_default_predictor
 
     cfg = get_cfg()
     add_all_configs(cfg)
     cfg.merge_from_file(config_file)
     cfg.merge_from_list(opts)
+    if checkpoint is not None:
+        cfg.MODEL.WEIGHTS = checkpoint
     if cfg.MODEL.DEVICE == "cuda":
         import torch
 
@@ -62,7 +69,7 @@ def build_predictor(config_file, opts):
             cfg.MODEL.DEVICE = "cpu"
     cfg.freeze()
     metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0] if len(cfg.DATASETS.TEST) else "__unused")
-    return DefaultPredictor(cfg), metadata
+    return strict_default_predictor(cfg), metadata
 
 
 def draw(predictor, metadata, bgr, threshold):
@@ -80,27 +87,52 @@ def expand_inputs(patterns):
     return paths
 
 
-def output_path(output, path, many):
+def output_paths(output, paths):
+    """The file each input image is written to (None: nothing is written).
+
+    One input: ``output`` itself, unless it is a folder (exists, or has no extension). Several: files in
+    the folder ``output`` under the inputs' own names; inputs sharing a file name (a/x.png, b/x.png) keep
+    them apart: the first keeps its name, the others get ``x_1.png``, ``x_2.png``, ... (never the own
+    name of another input). Returns (targets, renamed): one target per input, and (input, target) pairs
+    of the renamed ones."""
     if output is None:
-        return None
-    if many or os.path.isdir(output) or not os.path.splitext(output)[1]:
-        os.makedirs(output, exist_ok=True)
-        return os.path.join(output, os.path.basename(path))
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    return output
+        return [None] * len(paths), []
+    if len(paths) == 1 and not os.path.isdir(output) and os.path.splitext(output)[1]:
+        return [output], []
+    names = [os.path.basename(p) for p in paths]
+    taken, targets, renamed = set(), [], []
+    own = set(names)
+    for path, name in zip(paths, names):
+        final = name
+        if final in taken:
+            stem, ext = os.path.splitext(name)
+            k = 1
+            while f"{stem}_{k}{ext}" in taken or f"{stem}_{k}{ext}" in own:
+                k += 1
+            final = f"{stem}_{k}{ext}"
+        taken.add(final)
+        targets.append(os.path.join(output, final))
+        if final != name:
+            renamed.append((path, targets[-1]))
+    return targets, renamed
 
 
 def run_images(predictor, metadata, paths, output, threshold):
     skipped = []
-    for path in tqdm.tqdm(paths, disable=len(paths) < 2):
+    targets, renamed = output_paths(output, paths)
+    if renamed:
+        # printed (not only logged) because the user looks for these files under other names
+        print(f"{len(renamed)} input(s) share a file name with another input; written as:\n"
+              + "\n".join(f"  {src} -> {dst}" for src, dst in renamed), flush=True)
+    for path, target in tqdm.tqdm(list(zip(paths, targets)), disable=len(paths) < 2):
         bgr = cv2.imread(path, cv2.IMREAD_COLOR) if os.path.isfile(path) else None
         if bgr is None:
             logger.error("cannot read image %s (missing or not an image): skipped", path)
             skipped.append(path)
             continue
         picture, n = draw(predictor, metadata, bgr, threshold)
-        target = output_path(output, path, len(paths) > 1)
         if target:
+            os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
             cv2.imwrite(target, picture)
         logger.info("%s: %d detections%s", path, n, f" -> {target}" if target else "")
     return skipped
@@ -139,6 +171,8 @@ def get_parser():
     parser.add_argument("--input", nargs="+", help="image files or globs")
     parser.add_argument("--video-input", help="a video file")
     parser.add_argument("--output", help="output file (one input) or folder; nothing is written if omitted")
+    parser.add_argument("--checkpoint", default=None,
+                        help="weights to load (strictly); default: train.init_checkpoint / MODEL.WEIGHTS")
     parser.add_argument("--confidence-threshold", type=float, default=0.5)
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[],
                         help="config overrides: key=value (LazyConfig) or KEY VALUE pairs (yacs)")
@@ -150,7 +184,7 @@ def main(argv=None):
     setup_logger(name="sd_detr")
     if not args.input and not args.video_input:
         get_parser().error("give --input and/or --video-input")
-    predictor, metadata = build_predictor(args.config_file, args.opts)
+    predictor, metadata = build_predictor(args.config_file, args.opts, checkpoint=args.checkpoint)
     skipped = []
     if args.input:
         skipped += run_images(predictor, metadata, expand_inputs(args.input), args.output, args.confidence_threshold)

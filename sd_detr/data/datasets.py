@@ -371,8 +371,9 @@ def get_detr_dataset_dicts(
             DETR training keeps them).
         check_images: how the image files are checked up front: ``"none"``; ``"exists"``; ``"header"``
             (default: exists, size from the file header without decoding, EXIF orientation applied, and a
-            truncation test on the file's last bytes for PNG/JPEG; about 0.1-0.5 ms per image, a progress
-            bar for large sets); ``"full"`` (decode every image: catches any corruption, slow for COCO).
+            truncation test on the file's last bytes for PNG/JPEG; measured 0.5 ms per image on 2 busy
+            cores, about a minute for COCO train2017, a progress bar from 2000 images on); ``"full"``
+            (decode every image: catches any corruption; 18 ms per 640x480 JPEG, half an hour for COCO).
             ``True`` means ``"header"``, ``False`` ``"none"``.
         check_consistency: check that the datasets have the same ``thing_classes`` and log the
             class histogram, as detectron2 does.

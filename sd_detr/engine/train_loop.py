@@ -14,6 +14,7 @@ from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 from detectron2.evaluation.testing import flatten_results_dict
 from detectron2.utils.events import CommonMetricPrinter, EventStorage, JSONWriter
+from detectron2.utils.file_io import PathManager
 
 from ..checkpoint import DETRCheckpointer
 from ..data.custom import apply_custom_datasets
@@ -61,6 +62,8 @@ def do_train(cfg, resume: bool = False):
     With ``resume``, the rows of ``metrics.json`` past the checkpoint's iteration (logged by a run killed
     after it) are removed first, so the file holds each iteration once."""
     apply_custom_datasets(cfg)  # own data set in cfg.dataloader.custom (configs/common/data/custom_coco.py)
+    if comm.is_main_process():  # default_setup makes it in the tools; called from Python, the writers need it
+        PathManager.mkdirs(cfg.train.output_dir)
     model = build_model(cfg)
     logger.info("Model:\n%s", model)
     cfg.optimizer.params.model = model

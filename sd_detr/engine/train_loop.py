@@ -91,10 +91,6 @@ def do_train(cfg, resume: bool = False):
         logger.warning("--resume: no checkpoint in %s; starting from train.init_checkpoint", cfg.train.output_dir)
     checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=resume)
     start_iter = trainer.iter + 1 if resume and checkpointer.has_checkpoint() else 0
-    metrics_file = os.path.join(cfg.train.output_dir, "metrics.json")
-    if resume and comm.is_main_process():
-        # a run killed after its last checkpoint logged iterations that are now trained again
-        trim_metrics(metrics_file, start_iter)
     if cfg.train.max_iter == 0:
         evaluate_initial_weights(cfg, model)
         return trainer
@@ -102,6 +98,10 @@ def do_train(cfg, resume: bool = False):
         logger.info("--resume: resumed at iteration %d %s max_iter (%d), nothing to train",
                     start_iter, "=" if start_iter == cfg.train.max_iter else ">", cfg.train.max_iter)
         return trainer
+    if resume and comm.is_main_process():
+        # A run killed after its last checkpoint logged iterations that are trained again now. (Not when
+        # nothing is trained: a finished run's final evaluation row has iteration max_iter.)
+        trim_metrics(os.path.join(cfg.train.output_dir, "metrics.json"), start_iter)
     # registered last (runs after the checkpointer and evaluation of each step) and only now, after the
     # resume: JSONWriter opens metrics.json for appending when it is built
     trainer.register_hooks([

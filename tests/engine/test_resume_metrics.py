@@ -15,13 +15,15 @@ from ..utils import REPO
 TINY = os.path.join(REPO, "projects", "conditional_detr", "configs", "conditional_detr_tiny_synthetic.py")
 
 
-def _tiny_cfg(output_dir, max_iter=6, checkpoint_period=3):
+def _tiny_cfg(output_dir, max_iter=6, checkpoint_period=3, evaluate=False):
     cfg = LazyConfig.load(TINY)
     cfg.train.update(output_dir=str(output_dir), max_iter=max_iter, log_period=1, eval_period=0, device="cpu")
     cfg.train.checkpointer.period = checkpoint_period
     cfg.lr_multiplier.milestones = [max_iter - 1, max_iter]
     cfg.dataloader.train.update(total_batch_size=2, num_workers=0)
-    cfg.dataloader.pop("evaluator")  # the rows of training iterations are what this is about
+    cfg.dataloader.test.num_workers = 0
+    if not evaluate:
+        cfg.dataloader.pop("evaluator")
     return cfg
 
 
@@ -67,11 +69,13 @@ def test_resume_after_a_kill_logs_each_iteration_once(synthetic_root, tmp_path, 
 
 
 def test_resume_of_a_finished_run_says_nothing_to_train(synthetic_root, tmp_path, monkeypatch, sd_detr_log):
-    """Catches: a --resume of a finished run exiting silently (or training again and logging twice)."""
+    """Catches: a --resume of a finished run exiting silently (or training again and logging twice), and
+    its final evaluation row (logged at iteration max_iter, past the last checkpoint's) trimmed away."""
     monkeypatch.setenv("SD_DETR_SYNTHETIC_ROOT", synthetic_root)
-    do_train(_tiny_cfg(tmp_path, max_iter=2, checkpoint_period=100))
+    do_train(_tiny_cfg(tmp_path, max_iter=2, checkpoint_period=100, evaluate=True))
     before = (tmp_path / "metrics.json").read_text()
-    do_train(_tiny_cfg(tmp_path, max_iter=2, checkpoint_period=100), resume=True)
+    assert [r["iteration"] for r in _raw_rows(tmp_path) if "bbox/AP" in r] == [2]
+    do_train(_tiny_cfg(tmp_path, max_iter=2, checkpoint_period=100, evaluate=True), resume=True)
     assert "resumed at iteration 2 = max_iter (2), nothing to train" in sd_detr_log.text
     assert (tmp_path / "metrics.json").read_text() == before
 

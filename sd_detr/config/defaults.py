@@ -5,7 +5,8 @@ from detectron2.config import CfgNode as CN
 def add_detr_config(cfg):
     """Add the keys shared by the project's DETR-style detectors (``MODEL.DETR``) and set Detectron2
     defaults to the official DETR conventions (RGB input with ImageNet mean/std, FrozenBN ResNet with
-    the stride in the 3x3 conv, AdamW, gradient clipping 0.1). Idempotent."""
+    the stride in the 3x3 conv, AdamW, gradient clipping 0.1, no aspect-ratio grouping, images without
+    annotations kept, unclipped boxes at inference). Idempotent."""
     if hasattr(cfg.MODEL, "DETR"):
         return cfg
     cfg.MODEL.DETR = CN()
@@ -33,6 +34,12 @@ def add_detr_config(cfg):
     d.NUM_SELECT = 100  # detections kept per image
     d.SIZE_DIVISIBILITY = 0
     d.REFERENCE_EPS = 1e-5
+    # box head's last layer: "" = the detector's official initialisation (zeros for Conditional DETR,
+    # DAB-DETR and SD-DETR, PyTorch's default for SMCA-DETR), or "zeros" / "default" for every detector
+    d.BOX_HEAD_INIT = ""
+    # clip the boxes to the image at inference (Detectron2's detector_postprocess); the official
+    # post-processing of the DETR family does not
+    d.CLIP_BOXES = False
 
     cfg.MODEL.BACKBONE.NAME = "build_detr_resnet_backbone"
     cfg.MODEL.BACKBONE.FREEZE_AT = 2
@@ -54,6 +61,10 @@ def add_detr_config(cfg):
     cfg.SOLVER.CLIP_GRADIENTS.CLIP_VALUE = 0.1
     cfg.SOLVER.CLIP_GRADIENTS.NORM_TYPE = 2.0
     cfg.TEST.DETECTIONS_PER_IMAGE = 100
+    # the official loaders (Conditional DETR main.py:155-163): a plain random sampler over every image
+    # of train2017, annotated or not, and no aspect-ratio grouping
+    cfg.DATALOADER.ASPECT_RATIO_GROUPING = False
+    cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS = False
     return cfg
 
 

@@ -73,4 +73,8 @@ def test_detectron2_default_predictor_runs_a_yacs_config_unchanged(tmp_path, yam
     bgr = (np.random.RandomState(0).rand(120, 200, 3) * 255).astype(np.uint8)
     inst = predictor(bgr)["instances"]
     assert len(inst) == cfg.MODEL.DETR.NUM_SELECT and inst.image_size == (120, 200)
-    assert (inst.pred_boxes.tensor[:, 2] <= 200).all() and (inst.pred_boxes.tensor[:, 3] <= 120).all()
+    # the official post-processing (MODEL.DETR.CLIP_BOXES False) keeps the boxes unclipped; clipped on request
+    assert not predictor.model.clip_boxes and torch.isfinite(inst.pred_boxes.tensor).all()
+    predictor.model.clip_boxes = True
+    clipped = predictor(bgr)["instances"].pred_boxes.tensor
+    assert (clipped[:, 2] <= 200).all() and (clipped[:, 3] <= 120).all() and (clipped[:, :2] >= 0).all()

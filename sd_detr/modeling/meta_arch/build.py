@@ -24,7 +24,7 @@ def detr_common_from_config(cfg) -> dict:
         weight_dict={"loss_class": d.CLASS_WEIGHT, "loss_bbox": d.BBOX_WEIGHT, "loss_giou": d.GIOU_WEIGHT},
         aux_loss=d.DEEP_SUPERVISION,
     )
-    return dict(
+    args = dict(
         backbone=backbone,
         in_feature=d.IN_FEATURE,
         position_embedding=PositionEmbeddingSine(d.HIDDEN_DIM // 2, normalize=True),
@@ -39,4 +39,9 @@ def detr_common_from_config(cfg) -> dict:
         reference_eps=d.REFERENCE_EPS,
         size_divisibility=d.SIZE_DIVISIBILITY,
         aux_loss=d.DEEP_SUPERVISION,
+        clip_boxes=d.CLIP_BOXES,
     )
+    # empty: the detector's own default, its official initialisation ("zeros"; SMCA-DETR "default")
+    if d.BOX_HEAD_INIT:
+        args["box_head_init"] = d.BOX_HEAD_INIT
+    return args

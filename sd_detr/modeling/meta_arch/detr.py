@@ -21,6 +21,9 @@ from ..decoder.base import DecoderOutput, EncoderMemory
 IMAGENET_MEAN_RGB = (123.675, 116.280, 103.530)
 IMAGENET_STD_RGB = (58.395, 57.120, 57.375)
 
+# initialisations of the box head's last layer (DETRDetector(box_head_init=...))
+BOX_HEAD_INITS = ("zeros", "default")
+
 
 class DETRDetector(nn.Module):
     """A DETR-style detector assembled from parts.
@@ -46,6 +49,17 @@ class DETRDetector(nn.Module):
         channels_last: run the backbone and the input projection in channels-last memory format: oneDNN
             (CPU) and cuDNN convolutions are much faster in it (Conditional DETR-R50 inference at 800x1216
             on 2 CPU threads: 1.46 s -> 0.88 s, docs/benchmarks.md). Same weights and state dict.
+        box_head_init: initialisation of the box MLP's last layer. "zeros" (weight and bias 0, so the
+            first boxes are the references: Conditional DETR ``models/conditional_detr.py:58-60``,
+            DAB-DETR ``models/DAB_DETR/DABDETR.py:133-140``) or "default" (PyTorch's ``nn.Linear``
+            initialisation, left as it is: SMCA-DETR ``models/detr.py:45``). The class head's bias starts
+            at the focal-loss prior 0.01 in both cases.
+        clip_boxes: at inference, clip the boxes to the output image and drop the ones left empty, as
+            Detectron2's :func:`detector_postprocess` does. False (the default) rescales the boxes to
+            the output size without clipping or dropping any, as the official post-processing of every
+            detector here does (Conditional DETR ``models/conditional_detr.py:311-314``, DAB-DETR
+            ``models/DAB_DETR/DABDETR.py:428-431``, SMCA-DETR ``models/detr.py:304-307``): predictions may
+            then reach outside the image.
     """
 
     def __init__(
@@ -69,6 +83,8 @@ class DETRDetector(nn.Module):
         size_divisibility: int = 0,
         aux_loss: bool = True,
         channels_last: bool = True,
+        box_head_init: str = "zeros",
+        clip_boxes: bool = False,
     ):
         super().__init__()
         self.backbone = backbone
@@ -92,6 +108,10 @@ class DETRDetector(nn.Module):
         self.reference_eps = reference_eps
         self.size_divisibility = size_divisibility
         self.aux_loss = aux_loss
+        if box_head_init not in BOX_HEAD_INITS:
+            raise ValueError(f"{type(self).__name__}: box_head_init must be one of {BOX_HEAD_INITS}, got {box_head_init!r}")
+        self.box_head_init = box_head_init
+        self.clip_boxes = bool(clip_boxes)
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(-1, 1, 1), False)
         if len(pixel_mean) != len(pixel_std):
@@ -103,10 +123,12 @@ class DETRDetector(nn.Module):
             self.input_proj.to(memory_format=torch.channels_last)
 
     def _init_heads(self):
-        # Focal-loss prior: every class starts at probability 0.01 (official conditional_detr.py:53-56).
+        # Focal-loss prior: every class starts at probability 0.01 (official conditional_detr.py:53-56,
+        # SMCA models/detr.py:44).
         nn.init.constant_(self.class_embed.bias, -math.log((1 - 0.01) / 0.01))
-        nn.init.zeros_(self.bbox_embed.layers[-1].weight)
-        nn.init.zeros_(self.bbox_embed.layers[-1].bias)
+        if self.box_head_init == "zeros":
+            nn.init.zeros_(self.bbox_embed.layers[-1].weight)
+            nn.init.zeros_(self.bbox_embed.layers[-1].bias)
 
     @property
     def device(self) -> torch.device:
@@ -204,8 +226,16 @@ class DETRDetector(nn.Module):
         results = self.inference(outputs["pred_logits"], outputs["pred_boxes"], images.image_sizes)
         processed = []
         for res, x, size in zip(results, batched_inputs, images.image_sizes):
-            processed.append({"instances": detector_postprocess(res, x.get("height", size[0]), x.get("width", size[1]))})
+            processed.append({"instances": self.postprocess(res, x.get("height", size[0]), x.get("width", size[1]))})
         return processed
+
+    def postprocess(self, results: Instances, output_height, output_width) -> Instances:
+        """Detections in input-image pixels -> the output resolution (absolute xyxy): Detectron2's
+        :func:`detector_postprocess` (clipped, empty boxes dropped) if ``clip_boxes``, else
+        :func:`rescale_detections` (every detection kept, unclipped, as officially)."""
+        if self.clip_boxes:
+            return detector_postprocess(results, output_height, output_width)
+        return rescale_detections(results, output_height, output_width)
 
     def inference(self, logits: Tensor, boxes: Tensor, image_sizes) -> List[Instances]:
         """Top-k over queries x classes of the sigmoid scores.
@@ -229,3 +259,21 @@ class DETRDetector(nn.Module):
             res.pred_classes = labels[i]
             results.append(res)
         return results
+
+
+def rescale_detections(results: Instances, output_height, output_width) -> Instances:
+    """Scale detections from the input resolution ``results.image_size`` (h, w) to (output_height,
+    output_width): ``pred_boxes`` (absolute xyxy) times (w_out / w_in, h_out / h_in), other fields as
+    they are. Unlike :func:`detector_postprocess` nothing is clipped to the image and no detection is
+    dropped (the official DETR-family ``PostProcess``). Sizes may be tensors (tracing)."""
+    if isinstance(output_width, torch.Tensor):
+        # as detector_postprocess: keep the scale a tensor so that a traced graph stays size-generic
+        scale_x = output_width.float() / results.image_size[1]
+        scale_y = output_height.float() / results.image_size[0]
+    else:
+        scale_x = output_width / results.image_size[1]
+        scale_y = output_height / results.image_size[0]
+    out = Instances((output_height, output_width), **results.get_fields())
+    out.pred_boxes = Boxes(out.pred_boxes.tensor.clone())  # scale() works in place
+    out.pred_boxes.scale(scale_x, scale_y)
+    return out

@@ -37,6 +37,9 @@ class SMCADETR(DETRDetector):
     level of the single-scale model, whose cell is the unit of the Gaussian), so ``as_map()`` does not
     apply to it.
 
+    ``box_head_init`` defaults to "default" (the official box head is not zero-initialised, see
+    :class:`DETRDetector`).
+
     Built from LazyConfig (``projects/smca_detr/configs``) or from a yacs config with
     ``MODEL.META_ARCHITECTURE = "SMCADETR"``, the ``MODEL.DETR`` keys and
     :func:`sd_detr.config.add_smca_detr_config`'s ``MODEL.SMCA_DETR`` keys.
@@ -44,6 +47,9 @@ class SMCADETR(DETRDetector):
 
     @configurable
     def __init__(self, *, in_features: Optional[Sequence[str]] = None, num_extra_levels: int = 0, **kwargs):
+        # the official box head keeps nn.Linear's initialisation (models/detr.py:45, no re-init), unlike
+        # the Conditional DETR family's zeroed last layer
+        kwargs.setdefault("box_head_init", "default")
         if in_features:
             in_features = list(in_features)
             if kwargs.setdefault("in_feature", in_features[-1]) != in_features[-1]:

@@ -37,4 +37,6 @@ model = L(ConditionalDETR)(
     num_select=100,
     reference_eps=1e-5,
     aux_loss=True,
+    box_head_init="zeros",  # official models/conditional_detr.py:58-60
+    clip_boxes=False,  # official PostProcess does not clip (models/conditional_detr.py:311-314)
 )

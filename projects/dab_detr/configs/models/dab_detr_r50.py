@@ -46,4 +46,6 @@ model = L(DABDETR)(
     num_select=300,
     reference_eps=1e-3,
     aux_loss=True,
+    box_head_init="zeros",  # official models/DAB_DETR/DABDETR.py:133-140
+    clip_boxes=False,  # official PostProcess does not clip (models/DAB_DETR/DABDETR.py:428-431)
 )

@@ -48,4 +48,6 @@ model = L(SMCADETR)(
     num_select=300,
     reference_eps=1e-5,
     aux_loss=True,
+    box_head_init="default",  # official models/detr.py:45: nn.Linear's initialisation, not zeroed
+    clip_boxes=False,  # official PostProcess does not clip (models/detr.py:304-307)
 )

@@ -2,7 +2,8 @@
 """Convert a checkpoint released by an official implementation to this project's parameter names.
 
 The official COCO class heads (index = COCO category id) are mapped to Detectron2's 80 contiguous
-classes; every official key must be covered by a rule (unknown keys are listed, never dropped).
+classes; every official key must be covered by a rule (unknown keys are listed, never dropped, with the
+--source the checkpoint looks like when it is another family's).
 
 Example:
   python tools/convert_checkpoint.py --source conditional_detr \\
@@ -38,7 +39,10 @@ def main(argv=None):
     state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         sys.exit(f"{args.input}: not a state dict (expected a dict of tensors or a dict with a 'model' entry)")
-    converted = convert_state_dict(args.source, state, num_classes=args.num_classes)
+    try:
+        converted = convert_state_dict(args.source, state, num_classes=args.num_classes)
+    except (KeyError, ValueError) as e:  # unknown keys (with the --source they look like), bad duplicates
+        sys.exit(f"{args.input}: {e.args[0] if e.args else e}")
     torch.save({"model": converted, "__author__": f"sd_detr convert_checkpoint ({args.source})"}, args.output)
     print(f"converted {len(state)} tensors of {args.input} ({args.source}) -> {args.output}")
 

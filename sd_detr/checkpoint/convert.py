@@ -84,6 +84,41 @@ def _apply(rules: List[Rule], key: str):
     return None
 
 
+def rank_sources(official: Dict[str, torch.Tensor]) -> List[Tuple[str, int]]:
+    """(source, number of ``official``'s keys its rules or duplicate rules cover) for every registered
+    source, most first (ties by name). The families share backbone, encoder and much of the decoder, so a
+    checkpoint is only told apart by the whole count: the right source covers every key."""
+    counts = []
+    for source, (rules, _) in CONVERTERS.items():
+        duplicates = DUPLICATES.get(source, [])
+        covered = sum(1 for k in official if _apply(rules, k) is not None or _apply(duplicates, k) is not None)
+        counts.append((source, covered))
+    return sorted(counts, key=lambda sc: (-sc[1], sc[0]))
+
+
+def _looks_already_converted(keys: Sequence[str]) -> bool:
+    """This project's (or Detectron2's) names: a Detectron2 ResNet and no official ``transformer.`` keys."""
+    return any(k.startswith(("backbone.stem.", "backbone.res")) for k in keys) \
+        and not any(k.startswith("transformer.") for k in keys)
+
+
+def source_hint(source: str, official: Dict[str, torch.Tensor]) -> str:
+    """A sentence for the error about ``official``'s unconvertible keys under ``--source source``: which
+    source it looks like, or that it is already converted, or that no source fits it."""
+    if _looks_already_converted(list(official)):
+        return ("The keys are already in this project's names (a Detectron2 ResNet, no 'transformer.' keys): "
+                "load the checkpoint directly (train.init_checkpoint=... / --checkpoint), without converting.")
+    ranking = rank_sources(official)
+    best, covered = ranking[0]
+    own = dict(ranking)[source]
+    if best != source and covered > own:
+        full = "all" if covered == len(official) else f"{covered} of"
+        return (f"The checkpoint looks like --source {best}: its rules cover {full} {len(official)} keys, "
+                f"those of {source} {own}.")
+    return (f"No registered source covers all {len(official)} keys (" + ", ".join(f"{s}: {c}" for s, c in ranking)
+            + "): is it an official checkpoint of one of them?")
+
+
 def convert_state_dict(source: str, official: Dict[str, torch.Tensor], num_classes: int = 80,
                        ignore: Sequence[str] = ()) -> Dict[str, torch.Tensor]:
     """Map an official state dict to this project's names.
@@ -95,8 +130,9 @@ def convert_state_dict(source: str, official: Dict[str, torch.Tensor], num_class
             otherwise the head is kept as is (must equal its size).
         ignore: regexes of official keys to leave out on purpose (e.g. duplicated shared heads).
     Raises:
-        KeyError naming every official key no rule covers; ValueError naming a registered duplicate
-        that differs from (or lacks) its original.
+        KeyError naming every official key no rule covers, with the ``--source`` the keys look like
+        (:func:`source_hint`); ValueError naming a registered duplicate that differs from (or lacks) its
+        original.
     """
     if source not in CONVERTERS:
         raise KeyError(f"unknown source {source!r}; choose one of {sorted(CONVERTERS)}")
@@ -120,7 +156,9 @@ def convert_state_dict(source: str, official: Dict[str, torch.Tensor], num_class
             raise KeyError(f"two official keys map to {new!r} (second: {key!r})")
         out[new] = value
     if unknown:
-        raise KeyError(f"{len(unknown)} official {source} keys have no conversion rule: {unknown}")
+        shown = ", ".join(unknown[:40]) + (f", ... and {len(unknown) - 40} more" if len(unknown) > 40 else "")
+        raise KeyError(f"{len(unknown)} keys have no conversion rule of {source}: {shown}. "
+                       + source_hint(source, official))
     for k in class_keys:
         head = out[k]
         if num_classes == 80 and head.shape[0] != 80:

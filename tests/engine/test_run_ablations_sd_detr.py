@@ -37,6 +37,8 @@ def test_a_table_rewrites_only_its_own_section(tmp_path):
 
 
 def test_finished_run_is_reused_and_rendered_with_its_command(tmp_path):
+    """A run with the config's own seed (seed=None: the folder name of the single-seed runs) is reused, and
+    a table without extra evaluation sets renders as one seed."""
     row = run_ablations.Row("+ DFL", "projects/sd_detr/configs/ablations/table2_dfl_tiny_synthetic.py", paper=43.1)
     out = tmp_path / run_ablations.run_key(row.config, row.overrides, [])
     out.mkdir()
@@ -44,10 +46,11 @@ def test_finished_run_is_reused_and_rendered_with_its_command(tmp_path):
     (out / "finished_on").write_text("2026-01-02")
     result = run_ablations.run_row(row, str(tmp_path), [], rerun=False, log=lambda *_: None)
     assert (result["AP"], result["AP50"], result["AP75"], result["iterations"]) == (12.5, 30.5, 9.0, 3000)
+    assert result["evals"] == {} and "train.seed" not in result["command"]
     assert not (out / "running.lock").exists()
-    table = run_ablations.Table("T", "desc", [row], paper_source="paper")
-    section = run_ablations.render("t", table, [result], "a budget", [])
-    assert "| + DFL | 43.1 | 12.5 | 30.5 | 9.0 |" in section
+    table = run_ablations.Table("T", "desc", [row], paper_source="paper", evals={})
+    section = run_ablations.render("t", table, [run_ablations.aggregate([result])], "a budget", [])
+    assert "| + DFL | 43.1 | 12.5 (1) | 30.5 (1) | 9.0 (1) | - |" in section
     assert "--config-file projects/sd_detr/configs/ablations/table2_dfl_tiny_synthetic.py" in section
     assert "2026-01-02" in section
 

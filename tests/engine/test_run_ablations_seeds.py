@@ -1,0 +1,174 @@
+"""tools/run_ablations.py --seeds: the training tool's seed really changes the initial weights and the data
+order (and the same seed repeats them), the per-row aggregation (mean, sample standard deviation, count)
+and its table, the evaluation-log parsing, and one tiny end-to-end run of 2 seeds."""
+import importlib.util
+import json
+import os
+
+import pytest
+import torch
+
+from ..utils import REPO
+
+_spec = importlib.util.spec_from_file_location("run_ablations", os.path.join(REPO, "tools", "run_ablations.py"))
+run_ablations = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(run_ablations)
+
+TINY = "projects/conditional_detr/configs/conditional_detr_tiny_synthetic.py"
+
+
+def _initial_state(seed, output_dir):
+    """What tools/lazyconfig_train_net.py does up to the first iteration, with ``train.seed=seed``: the
+    initial weights (flattened) and the first training batch (file names and augmented image sizes)."""
+    from detectron2.config import LazyConfig, instantiate
+    from detectron2.engine import default_argument_parser, default_setup
+
+    from sd_detr.engine.train_loop import build_model
+
+    cfg = LazyConfig.load(os.path.join(REPO, TINY))
+    cfg = LazyConfig.apply_overrides(cfg, [f"train.seed={seed}", f"train.output_dir={output_dir}",
+                                           "dataloader.train.num_workers=0", "dataloader.train.total_batch_size=4"])
+    default_setup(cfg, default_argument_parser().parse_args(["--config-file", TINY]))  # seeds: train.seed
+    model = build_model(cfg)
+    weights = torch.cat([p.detach().flatten() for p in model.parameters()])
+    batch = next(iter(instantiate(cfg.dataloader.train)))
+    return weights, [(os.path.basename(d["file_name"]), tuple(d["image"].shape)) for d in batch]
+
+
+def test_train_seed_changes_initial_weights_and_data_order_and_the_same_seed_repeats_them(
+        synthetic_root, monkeypatch, tmp_path):
+    """Catches a --seeds that does not reach the run (e.g. a key the tool ignores, or a model that reseeds
+    itself): the seeds' runs would be copies and their standard deviation a false zero."""
+    monkeypatch.setenv("SD_DETR_SYNTHETIC_ROOT", synthetic_root)
+    w42, batch42 = _initial_state(42, tmp_path)
+    w43, batch43 = _initial_state(43, tmp_path)
+    w42_again, batch42_again = _initial_state(42, tmp_path)
+    assert torch.equal(w42, w42_again) and batch42 == batch42_again
+    assert not torch.allclose(w42, w43)
+    assert batch42 != batch43
+
+
+def test_seeds_start_at_the_configs_default_seed():
+    assert run_ablations.seeds_for(3) == [42, 43, 44]  # 42: configs/common/train.py, the old single runs
+    with pytest.raises(ValueError, match="--seeds"):
+        run_ablations.seeds_for(0)
+
+
+def test_summary_uses_the_sample_standard_deviation():
+    """n - 1 in the denominator (the population one, 1.63 here, understates the spread of 3 seeds)."""
+    s = run_ablations.summarize([10.0, 12.0, 14.0])
+    assert s == {"mean": 12.0, "std": pytest.approx(2.0), "n": 3}
+    assert run_ablations.fmt(s) == "12.0 ± 2.0 (3)"
+    one = run_ablations.summarize([7.25])
+    assert one["std"] is None and run_ablations.fmt(one) == "7.2 (1)"
+    assert run_ablations.fmt(run_ablations.summarize([float("nan"), 1.0])) == "nan (2)"
+
+
+def _run(name, seed, ap, shift_ap, date="2026-12-01"):
+    return {"name": name, "paper": 41.7 if name == "A" else None, "seed": seed, "date": date, "iterations": 1500,
+            "command": f"python tools/lazyconfig_train_net.py --config-file c.py train.output_dir=out/c-1234abcd-s{seed} "
+                       f"train.seed={seed} train.max_iter=1500",
+            "AP": ap, "AP50": 2 * ap, "AP75": ap / 2,
+            "evals": {"new-domain": {"AP": shift_ap, "AP50": 2 * shift_ap, "AP75": shift_ap / 2}}}
+
+
+def test_rows_aggregate_per_metric_and_eval_set_and_render_mean_std_n():
+    """Catches metrics mixed between seeds or eval sets, a table without the new-domain columns, and a
+    command that names one seed's folder for all seeds."""
+    a = run_ablations.aggregate([_run("A", 42, 10.0, 1.0), _run("A", 43, 12.0, 2.0), _run("A", 44, 14.0, 3.0)])
+    b = run_ablations.aggregate([_run("B", 42, 20.0, 1.0, "2026-12-02"), _run("B", 43, 22.0, 5.0),
+                                 _run("B", 44, 24.0, 3.0)])
+    close = run_ablations.aggregate([_run("C", 42, 11.0, 0.0), _run("C", 43, 13.0, 0.0), _run("C", 44, 15.0, 0.0)])
+    assert a["stats"][("", "AP50")]["mean"] == pytest.approx(24.0)
+    assert a["stats"][("new-domain", "AP")] == {"mean": 2.0, "std": pytest.approx(1.0), "n": 3}
+    assert b["stats"][("new-domain", "AP")]["std"] == pytest.approx(2.0)
+    assert run_ablations.compare(a, b) == "+10.0 (>1 sd)"
+    assert run_ablations.compare(a, close) == "+1.0 (within 1 sd)"
+
+    table = run_ablations.Table("T", "desc", [], paper_source="the paper")
+    section = run_ablations.render("t", table, [a, b, close], "a budget", [], seeds=[42, 43, 44])
+    assert section.startswith("<!-- table:t -->") and section.endswith("<!-- /table:t -->")
+    assert ("| row | paper AP | AP | AP50 | AP75 | new-domain AP | new-domain AP50 | new-domain AP75 "
+            "| AP vs first row |") in section
+    assert ("| A | 41.7 | 12.0 ± 2.0 (3) | 24.0 ± 4.0 (3) | 6.0 ± 1.0 (3) | 2.0 ± 1.0 (3) | 4.0 ± 2.0 (3) "
+            "| 1.0 ± 0.5 (3) | - |") in section
+    assert "| B | - | 22.0 ± 2.0 (3) |" in section and section.count("(>1 sd)") == 1
+    assert "- A: AP 10.0 / 12.0 / 14.0; new-domain 1.0 / 2.0 / 3.0: " in section
+    assert "train.output_dir=out/c-1234abcd-sSEED train.seed=SEED train.max_iter=1500`" in section
+    assert "--seeds 3" in section and "SEED = 42, 43, 44" in section and "2026-12-02" in section
+    assert "dataloader.test.dataset.names=sd_detr_synthetic_val_shift" in section
+
+
+def test_new_domain_split_name_is_the_registered_one():
+    from sd_detr.data.synthetic import SYNTHETIC_VAL_SHIFT_NAME
+
+    assert run_ablations.SYNTHETIC_VAL_SHIFT == SYNTHETIC_VAL_SHIFT_NAME
+    assert all(t.evals == {"new-domain": SYNTHETIC_VAL_SHIFT_NAME} for n, t in run_ablations.TABLES.items()
+               if all("synthetic" in r.config for r in t.rows))
+
+
+# lines of a real --eval-only log (tools/lazyconfig_train_net.py, Detectron2's print_csv_format)
+_LOG = """[12/02 02:08:19 d2.evaluation.evaluator]: Total inference time: 0:00:00.237216
+[12/02 02:08:19 d2.evaluation.testing]: copypaste: Task: bbox
+[12/02 02:08:19 d2.evaluation.testing]: copypaste: AP,AP50,AP75,APs,APm,APl
+[12/02 02:08:19 d2.evaluation.testing]: copypaste: 1.2500,3.5000,0.0100,0.0000,2.0000,nan
+"""
+
+
+def test_evaluation_results_are_read_from_the_copypaste_lines():
+    """Catches columns read in the wrong order and an earlier evaluation taken instead of the last one."""
+    got = run_ablations.parse_copypaste(_LOG)
+    assert (got["AP"], got["AP50"], got["AP75"]) == (1.25, 3.5, 0.01)
+    later = _LOG + _LOG.replace("1.2500,3.5000", "9.0000,8.0000")
+    assert run_ablations.parse_copypaste(later)["AP"] == 9.0
+    assert run_ablations.parse_copypaste("no evaluation here") is None
+    assert run_ablations.parse_copypaste(_LOG, task="segm") is None
+
+
+def test_finished_seed_runs_and_evaluations_are_reused_without_running_anything(tmp_path, monkeypatch):
+    """Each seed has its own folder; a finished run and a finished evaluation are not redone (catches a
+    cache keyed without the seed, which would give one run for all seeds)."""
+    row = run_ablations.Row("+ DFL", "projects/sd_detr/configs/ablations/table2_dfl_tiny_synthetic.py")
+    for seed, ap in ((42, 10.0), (43, 14.0)):
+        out = tmp_path / run_ablations.run_key(row.config, row.overrides, [], seed)
+        (out / f"eval_{run_ablations.SYNTHETIC_VAL_SHIFT}").mkdir(parents=True)
+        (out / "metrics.json").write_text(json.dumps({"iteration": 1499, "bbox/AP": ap, "bbox/AP50": 30.0,
+                                                      "bbox/AP75": 9.0}) + "\n")
+        (out / f"eval_{run_ablations.SYNTHETIC_VAL_SHIFT}" / "results.json").write_text(
+            json.dumps({"AP": ap / 10, "AP50": 1.0, "AP75": 0.5}))
+    assert run_ablations.run_key(row.config, (), [], 42) != run_ablations.run_key(row.config, (), [], 43)
+
+    def no_subprocess(*a, **k):
+        raise AssertionError("nothing should run")
+
+    monkeypatch.setattr(run_ablations.subprocess, "run", no_subprocess)
+    table = run_ablations.Table("T", "d", [row])
+    (result,) = run_ablations.run_table("t", table, [42, 43], str(tmp_path), [], rerun=False, log=lambda *_: None)
+    assert result["stats"][("", "AP")]["mean"] == 12.0 and result["stats"][("", "AP")]["n"] == 2
+    assert result["stats"][("new-domain", "AP")]["mean"] == pytest.approx(1.2)
+    assert [r["seed"] for r in result["runs"]] == [42, 43]
+    assert "train.seed=43" in result["runs"][1]["command"]
+
+
+def test_two_seeds_of_one_row_end_to_end(synthetic_root, monkeypatch, tmp_path):
+    """The tool as a user runs it, at 2 iterations on the 12/6/6-image fixture data: 2 seeds x (training +
+    new-domain evaluation) = 4 runs of tools/lazyconfig_train_net.py (about 45 s CPU on 2 idle cores), the
+    doc section with mean ± std (2). Catches a broken command line, eval-only run or log parsing."""
+    monkeypatch.setenv("SD_DETR_SYNTHETIC_ROOT", synthetic_root)
+    monkeypatch.setenv("PYTHONWARNINGS", "ignore")
+    monkeypatch.setattr(run_ablations, "TABLES", {"tiny": run_ablations.Table(
+        "Tiny", "one row", [run_ablations.Row("Conditional DETR", TINY)])})
+    doc, out = tmp_path / "ablations.md", tmp_path / "out"
+    run_ablations.main(["--table", "tiny", "--seeds", "2", "--output-root", str(out), "--doc", str(doc), "--opts",
+                        "train.max_iter=2", "lr_multiplier.milestones=[1,2]", "train.eval_period=2",
+                        "dataloader.train.total_batch_size=2"])
+    text = doc.read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| Conditional DETR |"))
+    assert row.count("(2) |") == 6, row
+    dirs = sorted(p.name for p in out.iterdir())
+    assert len(dirs) == 2 and dirs[0].endswith("-s42") and dirs[1].endswith("-s43")
+    for d in dirs:
+        cached = json.loads((out / d / f"eval_{run_ablations.SYNTHETIC_VAL_SHIFT}" / "results.json").read_text())
+        assert set(cached) == {"AP", "AP50", "AP75"}
+        log = (out / d / f"eval_{run_ablations.SYNTHETIC_VAL_SHIFT}" / "run.log").read_text()
+        assert "Loaded 6 images in COCO format from" in log and "instances_val_shift.json" in log

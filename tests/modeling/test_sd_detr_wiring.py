@@ -401,3 +401,19 @@ def test_last_layer_losses_are_those_of_its_own_one_to_one_matches():
     expected = box_losses(stages[-1]["pred_boxes"], Assignment.from_matches(matches, TARGETS), num_boxes=4.0)
     assert torch.isclose(losses["loss_bbox"], 5.0 * expected["loss_bbox"])
     assert torch.isclose(losses["loss_giou"], 2.0 * expected["loss_giou"])
+
+
+def test_the_mini_detector_is_trained_with_the_focal_loss_while_the_decoder_uses_tal():
+    """Bug caught: the mini-detector's predictions trained with the decoder's class loss (the
+    task-alignment loss) instead of DESTR's focal loss, or its loss weight ignored."""
+    from sd_detr.modeling import FocalLoss
+
+    stages = _stages()
+    criterion = build_model(_yacs()).criterion  # TAL for the decoder, mini-detector weight 0.1
+    g = torch.Generator().manual_seed(9)
+    extra = {"pred_logits": torch.randn(2, 20, 5, generator=g), "pred_boxes": torch.rand(2, 20, 4, generator=g) * 0.4 + 0.3}
+    outputs = {**stages[-1], "aux_outputs": stages[:-1], "extra_outputs": {"mini_detector": extra}}
+    losses = criterion(outputs, TARGETS)
+    matches = criterion.matcher(extra["pred_logits"], extra["pred_boxes"], TARGETS)
+    focal = FocalLoss(0.25, 2.0)(extra["pred_logits"], extra["pred_boxes"], Assignment.from_matches(matches, TARGETS), 4.0)
+    assert torch.isclose(losses["loss_class_mini_detector"], 0.1 * 2.0 * focal)

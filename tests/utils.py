@@ -44,6 +44,7 @@ def tiny_synthetic_yacs(cfg, meta_architecture):
     d = cfg.MODEL.DETR
     d.IN_FEATURE, d.HIDDEN_DIM, d.NHEADS, d.DIM_FEEDFORWARD = "res4", 64, 4, 256
     d.ENC_LAYERS, d.DEC_LAYERS, d.NUM_QUERIES, d.NUM_CLASSES, d.DROPOUT = 2, 3, 30, 5, 0.0
+    d.CLIP_BOXES = True  # the tiny LazyConfig models clip (sd_detr.config.apply_tiny_synthetic_size)
     return cfg
 
 

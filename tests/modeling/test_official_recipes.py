@@ -247,10 +247,11 @@ def test_yacs_clip_boxes_key_reaches_the_model():
     """Catches: MODEL.DETR.CLIP_BOXES not passed on by the registry path (default: official, unclipped)."""
     cfg = get_cfg()
     add_detr_config(cfg)
-    tiny_synthetic_yacs(cfg, "ConditionalDETR")
-    assert build_model(cfg).clip_boxes is False
-    cfg.MODEL.DETR.CLIP_BOXES = True
+    assert cfg.MODEL.DETR.CLIP_BOXES is False  # the official default
+    tiny_synthetic_yacs(cfg, "ConditionalDETR")  # sets CLIP_BOXES like the tiny LazyConfig models
     assert build_model(cfg).clip_boxes is True
+    cfg.MODEL.DETR.CLIP_BOXES = False
+    assert build_model(cfg).clip_boxes is False
 
 
 @pytest.mark.parametrize("project,yaml,init", [("conditional_detr", "conditional_detr_r50_12ep", "zeros"),

@@ -63,18 +63,29 @@ class Row:
     config: str
     overrides: Sequence[str] = ()
     paper: Optional[float] = None
+    args: Sequence[str] = ()  # flags of the train tool before the overrides (e.g. --dataset-train J:I)
 
 
 @dataclass
 class Table:
-    """A table's rows; ``evals`` maps a column label to a registered dataset on which each run's final
-    model is evaluated too (default: the domain-shifted synthetic split, "new-domain" AP)."""
+    """A table's rows; ``evals`` maps a column label to a data set on which each run's final model is
+    evaluated too: a registered dataset name (default: the domain-shifted synthetic split, "new-domain"
+    AP) or a ``JSON:IMAGES`` COCO spec (passed as ``--dataset-val``). ``main_eval`` names the set of the
+    run's own final evaluation in the text."""
 
     title: str
     description: str
     rows: List[Row] = field(default_factory=list)
     paper_source: str = ""
     evals: Dict[str, str] = field(default_factory=lambda: dict(NEW_DOMAIN))
+    main_eval: str = "the seen-domain val split"
+    data_hint: str = ""  # how to make the table's data, for the error when it is missing
+
+
+# The nuclei of the `stardist` wheel, tiled by tools/make_stardist_nuclei_dataset.py (default output).
+_NUCLEI = os.path.join(os.environ.get("DETECTRON2_DATASETS", "datasets"), "stardist_nuclei")
+NUCLEI_TRAIN = f"{_NUCLEI}/annotations/instances_train.json:{_NUCLEI}/train"
+NUCLEI_HELDOUT = f"{_NUCLEI}/annotations/instances_heldout.json:{_NUCLEI}/heldout"
 
 
 _BASELINE = Row("Baseline: Conditional DETR + mini-detector", f"{SD}/ablations/table2_baseline_tiny_synthetic.py", paper=41.7)
@@ -134,14 +145,33 @@ TABLES: Dict[str, Table] = {
                ("model.criterion.assigner.keep_own_matches=True",))
            for name, proj in (("Conditional DETR", "conditional_detr"), ("DAB-DETR", "dab_detr"))],
     ),
+    "stardist_nuclei": Table(
+        title="Real data: the nuclei image of the stardist wheel, four detectors from scratch",
+        description="The four tiny detectors (one class, ``num_classes`` from the JSON) trained from scratch on "
+                    "12 tiles of 128x128 px of stardist's bundled fluorescence image (99 nuclei, plus cut ones "
+                    "marked iscrowd) and evaluated on the 4 held-out tiles of its right-most column (25 "
+                    "nuclei), and on the training tiles themselves (fit vs generalisation). Data: "
+                    "`python tools/make_stardist_nuclei_dataset.py` (from the installed package or "
+                    "`--source` its wheel; nothing is downloaded).",
+        rows=[Row(name, f"projects/{proj}/configs/{proj}_tiny_synthetic.py",
+                  args=("--dataset-train", NUCLEI_TRAIN, "--dataset-val", NUCLEI_HELDOUT))
+              for name, proj in (("Conditional DETR", "conditional_detr"), ("DAB-DETR", "dab_detr"),
+                                 ("SMCA-DETR", "smca_detr"), ("SD-DETR", "sd_detr"))],
+        evals={"training-tiles": NUCLEI_TRAIN},
+        main_eval="the 4 held-out tiles",
+        data_hint="make it with `python tools/make_stardist_nuclei_dataset.py` (needs the stardist package "
+                  "installed, `pip install --no-deps stardist==0.9.2`, or `--source` its wheel)",
+    ),
 }
 
 
-def run_key(config: str, overrides: Sequence[str], extra: Sequence[str], seed: Optional[int] = None) -> str:
-    """Output folder name of a run: the config's name, a hash of its overrides and ``--opts``, and
-    ``-sSEED`` (the seed is not hashed, so the seeds of one row sit side by side)."""
+def run_key(config: str, overrides: Sequence[str], extra: Sequence[str], seed: Optional[int] = None,
+            args: Sequence[str] = ()) -> str:
+    """Output folder name of a run: the config's name, a hash of its overrides, ``--opts`` and tool flags,
+    and ``-sSEED`` (the seed is not hashed, so the seeds of one row sit side by side)."""
     name = os.path.splitext(os.path.basename(config))[0]
-    digest = hashlib.sha1(json.dumps([config, list(overrides), list(extra)]).encode()).hexdigest()[:8]
+    key = [config, list(overrides), list(extra)] + ([list(args)] if args else [])  # old keys unchanged
+    digest = hashlib.sha1(json.dumps(key).encode()).hexdigest()[:8]
     return f"{name}-{digest}" + ("" if seed is None else f"-s{seed}")
 
 
@@ -174,21 +204,33 @@ def _seed_args(seed: Optional[int]) -> List[str]:
 
 
 def command(row: Row, output_dir: str, extra: Sequence[str], seed: Optional[int] = None) -> List[str]:
-    return [sys.executable, TRAIN_TOOL, "--config-file", row.config, f"train.output_dir={output_dir}",
+    return [sys.executable, TRAIN_TOOL, "--config-file", row.config, *row.args, f"train.output_dir={output_dir}",
             *row.overrides, *_seed_args(seed), *extra]
 
 
 def eval_command(row: Row, output_dir: str, dataset: str, extra: Sequence[str], seed: Optional[int] = None) -> List[str]:
-    """Evaluate the run's model_final.pth on ``dataset`` (a registered name): the training command's
-    config and overrides (the same model), ``--eval-only`` (a strict load), the test set replaced
-    (the evaluator follows its name)."""
-    return [sys.executable, TRAIN_TOOL, "--config-file", row.config, "--eval-only",
+    """Evaluate the run's model_final.pth on ``dataset``: the training command's config, flags and
+    overrides (the same model), ``--eval-only`` (a strict load) and the test set replaced: a registered
+    name through ``dataloader.test.dataset.names`` (the evaluator follows it), a ``JSON:IMAGES`` spec
+    through ``--dataset-val``."""
+    args = list(row.args)
+    if ":" in dataset:
+        for i in reversed(range(len(args) - 1)):  # drop the row's own --dataset-val
+            if args[i] == "--dataset-val":
+                del args[i:i + 2]
+        args += ["--dataset-val", dataset]
+    return [sys.executable, TRAIN_TOOL, "--config-file", row.config, "--eval-only", *args,
             f"train.init_checkpoint={os.path.join(output_dir, 'model_final.pth')}",
             f"train.output_dir={eval_dir(output_dir, dataset)}", *row.overrides, *_seed_args(seed), *extra,
-            f"dataloader.test.dataset.names={dataset}"]
+            *([] if ":" in dataset else [f"dataloader.test.dataset.names={dataset}"])]
 
 
 def eval_dir(output_dir: str, dataset: str) -> str:
+    """``output_dir/eval_NAME``: NAME the registered name, or for a ``JSON:IMAGES`` spec the JSON's name
+    and a hash of the spec."""
+    if ":" in dataset:
+        stem = os.path.splitext(os.path.basename(dataset.split(":")[0]))[0]
+        dataset = f"{stem}-{hashlib.sha1(dataset.encode()).hexdigest()[:6]}"
     return os.path.join(output_dir, f"eval_{dataset}")
 
 
@@ -255,7 +297,7 @@ def run_row(row: Row, out_root: str, extra: Sequence[str], rerun: bool, log, see
     """Train (or reuse) one seed of a row and evaluate it on ``evals`` ({label: dataset}); returns
     ``{"name", "paper", "seed", "command", "date", "iterations", "AP", "AP50", "AP75",
     "evals": {label: {"AP", "AP50", "AP75"}}}``. ``seed=None`` keeps the config's own seed."""
-    output_dir = os.path.join(out_root, run_key(row.config, row.overrides, extra, seed))
+    output_dir = os.path.join(out_root, run_key(row.config, row.overrides, extra, seed, row.args))
     cmd = command(row, output_dir, extra, seed)
     label = row.name + ("" if seed is None else f" (seed {seed})")
     trained_here = _acquire(output_dir, log, label)
@@ -371,7 +413,14 @@ def compare(first: dict, other: dict) -> str:
 
 def run_table(name: str, table: Table, seeds: Sequence[int], out_root: str, extra: Sequence[str], rerun: bool,
               log) -> List[dict]:
-    """Every row of a table with every seed, aggregated per row."""
+    """Every row of a table with every seed, aggregated per row. COCO specs (``--dataset-*`` flags and
+    ``JSON:IMAGES`` evaluation sets) must exist first: the error names the file and the table."""
+    specs = [a for r in table.rows for a in r.args if ":" in a] + [d for d in table.evals.values() if ":" in d]
+    for spec in specs:
+        json_file = spec.split(":")[0]
+        if not os.path.isfile(os.path.join(REPO, json_file)):
+            raise FileNotFoundError(f"table {name}: {json_file} does not exist" +
+                                    (f"; {table.data_hint}" if table.data_hint else ""))
     return [aggregate([run_row(r, out_root, extra, rerun, log, seed=s, evals=table.evals) for s in seeds])
             for r in table.rows]
 
@@ -418,7 +467,7 @@ def render(name: str, table: Table, results: List[dict], budget: str, extra: Seq
     lines += [""]
     data = "synthetic shapes data (val, 80 images)" if labels == list(NEW_DOMAIN) else "the table's data"
     lines += ["Cells: mean ± sample standard deviation (number of seeds) of the final COCO evaluation; AP, AP50, "
-              f"AP75 on the seen-domain val split" + "".join(
+              f"AP75 on {table.main_eval}" + "".join(
                   f"; {label}: the final model evaluated on `{table.evals[label]}`" for label in labels)
               + ". \"AP vs first row\": difference of mean AP, \">1 sd\" where the two rows' mean ± std intervals "
               "do not overlap.", ""]
@@ -436,10 +485,12 @@ def render(name: str, table: Table, results: List[dict], budget: str, extra: Seq
             per_seed += f"; {label} " + " / ".join(f"{x['evals'][label]['AP']:.1f}" for x in r["runs"])
         lines.append(f"- {r['name']}: AP {per_seed}: `{_template(r['runs'][0]['command'], r['runs'][0]['seed'])}`")
     for label in labels:
+        ds = table.evals[label]
         lines += ["", f"{label} evaluation of each run (DIR its output folder, ROW_OVERRIDES its overrides): "
                   f"`python tools/lazyconfig_train_net.py --config-file CONFIG --eval-only "
-                  f"train.init_checkpoint=DIR/model_final.pth train.output_dir=DIR/eval_{table.evals[label]} "
-                  f"ROW_OVERRIDES dataloader.test.dataset.names={table.evals[label]}`."]
+                  + (f"--dataset-val {ds} " if ":" in ds else "")
+                  + f"train.init_checkpoint=DIR/model_final.pth train.output_dir=DIR/{os.path.basename(eval_dir('', ds))} "
+                  + "ROW_OVERRIDES" + ("" if ":" in ds else f" dataloader.test.dataset.names={ds}") + "`."]
     lines += ["", f"<!-- /table:{name} -->"]
     return "\n".join(lines)
 
@@ -480,7 +531,7 @@ def main(argv=None):
             print(f"{n}: {TABLES[n].title}")
             for r in TABLES[n].rows:
                 print(f"  - {r.name}: {r.config} {' '.join(r.overrides)}")
-            print("  evaluated on: val split" + "".join(f", {k} ({v})" for k, v in TABLES[n].evals.items()))
+            print(f"  evaluated on: {TABLES[n].main_eval}" + "".join(f", {k} ({v})" for k, v in TABLES[n].evals.items()))
         return
     for n in names:
         table = TABLES[n]

@@ -103,8 +103,36 @@ def test_new_domain_split_name_is_the_registered_one():
     from sd_detr.data.synthetic import SYNTHETIC_VAL_SHIFT_NAME
 
     assert run_ablations.SYNTHETIC_VAL_SHIFT == SYNTHETIC_VAL_SHIFT_NAME
-    assert all(t.evals == {"new-domain": SYNTHETIC_VAL_SHIFT_NAME} for n, t in run_ablations.TABLES.items()
-               if all("synthetic" in r.config for r in t.rows))
+    synthetic = [t for t in run_ablations.TABLES.values() if not any(r.args for r in t.rows)]
+    assert len(synthetic) >= 4 and all(t.evals == {"new-domain": SYNTHETIC_VAL_SHIFT_NAME} for t in synthetic)
+
+
+def test_evaluation_on_a_coco_spec_replaces_the_rows_own_val_set():
+    """The real-data table evaluates on its training images through --dataset-val (catches an eval command
+    that keeps the held-out set, or that also overrides the dataset name of the synthetic config)."""
+    row = run_ablations.TABLES["stardist_nuclei"].rows[0]
+    assert row.args == ("--dataset-train", run_ablations.NUCLEI_TRAIN, "--dataset-val", run_ablations.NUCLEI_HELDOUT)
+    cmd = run_ablations.eval_command(row, "out/run", run_ablations.NUCLEI_TRAIN, [], 42)
+    assert cmd[cmd.index("--dataset-val") + 1] == run_ablations.NUCLEI_TRAIN and cmd.count("--dataset-val") == 1
+    assert run_ablations.NUCLEI_HELDOUT not in cmd and not any("dataset.names" in a for a in cmd)
+    assert cmd.index("--dataset-val") < cmd.index("train.seed=42")  # flags before the key=value overrides
+    assert "--eval-only" in cmd and "train.init_checkpoint=out/run/model_final.pth" in cmd
+    synthetic = run_ablations.Row("x", TINY)
+    cmd = run_ablations.eval_command(synthetic, "out/run", run_ablations.SYNTHETIC_VAL_SHIFT, [], None)
+    assert cmd[-1] == "dataloader.test.dataset.names=sd_detr_synthetic_val_shift" and "--dataset-val" not in cmd
+    assert run_ablations.eval_dir("o", run_ablations.NUCLEI_TRAIN) != run_ablations.eval_dir("o", run_ablations.NUCLEI_HELDOUT)
+    assert ":" not in os.path.basename(run_ablations.eval_dir("o", run_ablations.NUCLEI_TRAIN))
+    # flags are part of a run's key (the same config on other data is another run); old keys unchanged
+    assert run_ablations.run_key(TINY, (), [], 42, row.args) != run_ablations.run_key(TINY, (), [], 42)
+    assert run_ablations.run_key(TINY, (), []) == run_ablations.run_key(TINY, (), [], None, ())
+
+
+def test_a_table_whose_data_is_missing_fails_before_training_naming_the_file_and_the_tool(monkeypatch):
+    monkeypatch.setattr(run_ablations.subprocess, "run", lambda *a, **k: pytest.fail("nothing should run"))
+    row = run_ablations.Row("r", TINY, args=("--dataset-train", "nowhere/train.json:nowhere/train"))
+    table = run_ablations.Table("T", "d", [row], evals={}, data_hint="make it with tools/make_x.py")
+    with pytest.raises(FileNotFoundError, match=r"table t: nowhere/train.json does not exist; make it with tools/make_x.py"):
+        run_ablations.run_table("t", table, [42], "/tmp/unused", [], rerun=False, log=lambda *_: None)
 
 
 # lines of a real --eval-only log (tools/lazyconfig_train_net.py, Detectron2's print_csv_format)

@@ -19,5 +19,5 @@ setup(
         "numpy<1.24",
         "Pillow<10",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest"], "export": ["onnx", "onnxruntime"]},
 )

@@ -12,6 +12,8 @@ TINY = {
     "smca": "projects/smca_detr/configs/smca_detr_tiny_synthetic.py",
     # no tiny multi-scale config exists: the R50 one shrunk as tests/test_project_configs.py does
     "smca_multiscale": "projects/smca_detr/configs/smca_detr_r50_multiscale_12ep.py",
+    # shrunk (1 encoder, 2 decoder layers, width 32): the torch.compile test
+    "conditional_shrunk": "projects/conditional_detr/configs/conditional_detr_r50_12ep.py",
     "sd_detr": "projects/sd_detr/configs/sd_detr_tiny_synthetic.py",
     "table2_baseline": "projects/sd_detr/configs/ablations/table2_baseline_tiny_synthetic.py",
     "table2_dfl": "projects/sd_detr/configs/ablations/table2_dfl_tiny_synthetic.py",

@@ -102,8 +102,11 @@ def modules_using_op(traced: torch.jit.ScriptModule, op: str) -> List[str]:
     return found
 
 
-def _describe(wrapper: ExportableDetector, config_file: Optional[str]) -> str:
-    return f"{type(wrapper.model).__name__}" + (f" (config {config_file})" if config_file else "")
+def _describe(wrapper, config_file: Optional[str]) -> str:
+    """The detector's class name (of a wrapper or of its trace) and the config."""
+    model = wrapper.model
+    name = model.original_name if isinstance(model, torch.jit.ScriptModule) else type(model).__name__
+    return name + (f" (config {config_file})" if config_file else "")
 
 
 def trace(wrapper: ExportableDetector, example: torch.Tensor, config_file: str = None) -> torch.jit.ScriptModule:
@@ -117,11 +120,10 @@ def trace(wrapper: ExportableDetector, example: torch.Tensor, config_file: str =
         raise ExportError(f"tracing {_describe(wrapper, config_file)} failed: {type(e).__name__}: {e}") from e
 
 
-def export_torchscript(wrapper: ExportableDetector, example: torch.Tensor, path: str, metadata: dict,
-                       config_file: str = None) -> str:
-    """Trace and save to ``path`` with the metadata as the extra file ``sd_detr.json`` and as
-    ``path + ".json"``. Returns ``path``."""
-    traced = trace(wrapper, example, config_file)
+def export_torchscript(wrapper, example: torch.Tensor, path: str, metadata: dict, config_file: str = None) -> str:
+    """Trace (unless ``wrapper`` is already a trace of an :class:`ExportableDetector`) and save to ``path``
+    with the metadata as the extra file ``sd_detr.json`` and as ``path + ".json"``. Returns ``path``."""
+    traced = wrapper if isinstance(wrapper, torch.jit.ScriptModule) else trace(wrapper, example, config_file)
     text = json.dumps(metadata, indent=1)
     torch.jit.save(traced, path, _extra_files={METADATA_KEY + ".json": text})
     with open(side_json_path(path), "w") as f:
@@ -129,12 +131,13 @@ def export_torchscript(wrapper: ExportableDetector, example: torch.Tensor, path:
     return path
 
 
-def export_onnx(wrapper: ExportableDetector, example: torch.Tensor, path: str, metadata: dict, *,
+def export_onnx(wrapper, example: torch.Tensor, path: str, metadata: dict, *,
                 dynamic: bool = False, opset: int = DEFAULT_OPSET, config_file: str = None) -> str:
     """Export to ONNX at ``opset`` (>= 17) with the metadata in ``metadata_props`` (key ``sd_detr``: the
     JSON; ``class_names``, ``pixel_mean``, ``pixel_std``, ``input_shape``: JSON values) and in
     ``path + ".json"``.
 
+    wrapper: an :class:`ExportableDetector` or its trace (:func:`trace`; one trace serves both formats).
     example: the traced input [3, H, W] or [B, 3, H, W] (uint8). ``dynamic``: height and width become
     dynamic axes; check the result at a second size (:func:`verify`), some parts take sizes as constants.
     An operator without an ONNX conversion raises :class:`ExportError` naming it and the modules using it.
@@ -159,7 +162,8 @@ def export_onnx(wrapper: ExportableDetector, example: torch.Tensor, path: str, m
         op = re.search(r"operator '([\w:.]+)'", msg)
         if op:
             try:
-                mods = modules_using_op(trace(wrapper, example, config_file), op.group(1))
+                traced = wrapper if isinstance(wrapper, torch.jit.ScriptModule) else trace(wrapper, example, config_file)
+                mods = modules_using_op(traced, op.group(1))
             except ExportError:
                 mods = []
             if mods:

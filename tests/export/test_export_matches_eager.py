@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from sd_detr.export import (ExportableDetector, build_metadata, compare_detections, export_onnx, export_torchscript,
-                            onnx_runner, torchscript_runner)
+                            onnx_runner, torchscript_runner, trace)
 
-from .helpers import TINY, build, image
+from .helpers import build, image
 
 EXPORT_SHAPE = (3, 128, 160)
 SECOND_SHAPE = (3, 160, 112)
@@ -30,9 +30,9 @@ def eager_detections(model, img):
     return inst.pred_boxes.tensor, inst.scores, inst.pred_classes
 
 
-# the four detectors, SMCA multi-scale, and two SD-DETR ablation rows (no TAQ: size-generic; the split
-# decoder); table2_dfl / table2_taq differ from these only in losses / TAQ, which sd_detr covers (time budget)
-NAMES = ["conditional", "dab", "smca", "smca_multiscale", "sd_detr", "table2_baseline", "table3_split_decoder"]
+# the four detectors, SMCA multi-scale, and the SD-DETR ablation rows of Tables 2-3
+NAMES = ["conditional", "dab", "smca", "smca_multiscale", "sd_detr", "table2_baseline", "table2_dfl", "table2_taq",
+         "table3_split_decoder"]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -46,8 +46,9 @@ def test_onnx_and_torchscript_give_the_eager_top_k(name, tmp_path):
     dynamic = size_generic(model)
     meta = build_metadata(model, fmt="onnx", input_shape=EXPORT_SHAPE, dynamic=dynamic)
     example = image(EXPORT_SHAPE)
-    onnx_path = export_onnx(wrapper, example, str(tmp_path / "model.onnx"), meta, dynamic=dynamic)
-    ts_path = export_torchscript(wrapper, example, str(tmp_path / "model.pt"), dict(meta, format="torchscript"))
+    traced = trace(wrapper, example)  # one trace for both formats (the tool traces each itself)
+    onnx_path = export_onnx(traced, example, str(tmp_path / "model.onnx"), meta, dynamic=dynamic)
+    ts_path = export_torchscript(traced, example, str(tmp_path / "model.pt"), dict(meta, format="torchscript"))
     assert not model.training, "export must leave the detector in eval mode"
     runners = {"onnx": onnx_runner(onnx_path), "torchscript": torchscript_runner(ts_path)}
     for shape in [EXPORT_SHAPE] + ([SECOND_SHAPE] if dynamic else []):

@@ -86,6 +86,7 @@ SMCA = (BASE_WIRING, "tests/attention/test_gaussian.py",
         T + "test_smca_detr.py::test_boxes_are_predicted_relative_to_the_centre")
 DAB = (T + "test_dab_decoder.py", BASE_WIRING,
        T + "test_dab_detr.py::test_reported_boxes_are_the_box_head_on_the_normed_output_plus_the_received_anchor")
+GOLDEN = "tests/checkpoint/test_golden_official.py::test_converted_official_weights_give_the_official_logits_and_boxes"
 ENCODER = (BASE_WIRING, T + "test_dab_detr.py::test_encoder_scales_the_position_embedding_by_content_in_every_layer_including_the_first")
 
 DIS = "sd_detr/modeling/decoder/disentangled.py"
@@ -175,6 +176,9 @@ MUTANTS: List[Mutant] = [
     Mutant("cond_object_query_every_layer", "sd_detr/modeling/decoder/conditional.py",
            "add_query_pos=(i == 0))", "add_query_pos=True)", CONDITIONAL,
            "Conditional DETR: the object query added to the content query in every layer"),
+    Mutant("cond_intermediate_layers_not_normed", "sd_detr/modeling/decoder/conditional.py",
+           "hidden.append(self.norm(tgt))", "hidden.append(tgt)", CONDITIONAL + (GOLDEN,),
+           "Conditional DETR: the intermediate (auxiliary) outputs skip the shared final LayerNorm"),
     Mutant("cond_key_spatial_dropped", "sd_detr/attention/conditional.py", "k = _concat_heads(k_content, k_pos, h)",
            "k = _concat_heads(k_content, torch.zeros_like(k_pos), h)", ATTENTION,
            "conditional cross-attention: the key's spatial part dropped (no p_q . p_k term)"),
@@ -204,6 +208,9 @@ MUTANTS: List[Mutant] = [
     Mutant("smca_head_offsets_dropped", "sd_detr/modeling/decoder/smca.py",
            "centers = centers + self.offset_head(x).view(b, q, self.nhead, 2)", "centers = centers", SMCA,
            "SMCA: the head-specific centre offsets dropped"),
+    Mutant("smca_prior_without_object_query", "sd_detr/modeling/decoder/smca.py",
+           "x = self.prior_norm(tgt + query_pos)", "x = self.prior_norm(tgt)", SMCA + (GOLDEN,),
+           "SMCA: each layer's offsets / scales predicted from the content alone (official: norm4(tgt + query_pos))"),
     Mutant("gaussian_sign_flipped", "sd_detr/attention/gaussian.py", "return (-sq.sum(-1) / beta).transpose(1, 2)",
            "return (sq.sum(-1) / beta).transpose(1, 2)", SMCA, "(j) SMCA: log G with the wrong sign"),
     Mutant("gaussian_scale_not_squared", "sd_detr/attention/gaussian.py", "sq = sq * scales.pow(2)[:, :, :, None, :]",
@@ -213,6 +220,9 @@ MUTANTS: List[Mutant] = [
            "out = self.self_attn(q, k, src, key_padding_mask=key_padding_mask)",
            "out = self.self_attn(q, k, q, key_padding_mask=key_padding_mask)", ENCODER,
            "encoder: the position embedding added to the values too"),
+    Mutant("encoder_dab_scale_from_input", "sd_detr/modeling/encoder.py", "pos * self.query_scale(out)",
+           "pos * self.query_scale(src)", ENCODER + (GOLDEN,),
+           "DAB-DETR encoder: every layer's position scale from the encoder input, not the current features"),
     # -------------------------------------------------------------- SD-DETR disentangled decoder (last: H1 rewrote
     # its self-attention; these snippets are of the file after that rewrite)
     Mutant("sd_swap_halves", DIS, "tgts = list(joint.split(self.d_model, dim=-1))",
@@ -242,6 +252,9 @@ MUTANTS: List[Mutant] = [
     Mutant("sd_outputs_box_hidden_from_cls", DIS, "box_hidden=hidden[-1] if len(hidden) > 1 else None",
            "box_hidden=hidden[0] if len(hidden) > 1 else None", DISENTANGLED,
            "(b) the decoder's box_hidden (box head input) is the classification branch"),
+    Mutant("sd_final_norm_shared", DIS, "normed = [self.norm[b](t) for b, t in enumerate(tgts)]",
+           "normed = [self.norm[0](t) for b, t in enumerate(tgts)]", DISENTANGLED,
+           "SD-DETR: both branches through the classification branch's final LayerNorm"),
     Mutant("sd_reference_not_clamped", DIS, "centres = [c.clamp(0.0, 1.0) for c in centres]",
            "centres = [c for c in centres]", DISENTANGLED, "SD-DETR references pushed outside the image not clamped"),
 ]

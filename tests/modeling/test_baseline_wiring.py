@@ -157,3 +157,43 @@ def test_encoder_adds_the_position_to_queries_and_keys_but_not_to_values():
     attn = ref(src + pos, src + pos, src, key_padding_mask=mask, need_weights=False)[0]
     expected = layer.ffn(layer.norm1(src + attn))
     assert torch.allclose(enc(src, pos, mask), expected, atol=1e-5)
+
+
+def test_conditional_detr_every_layers_output_goes_through_the_shared_final_norm():
+    """Bug caught: the intermediate (auxiliary) layers' outputs handed to the heads without the shared
+    final LayerNorm (official ``transformer.py:166-174`` normalises every intermediate output)."""
+    torch.manual_seed(0)
+    dec = ConditionalDecoder(num_layers=3, d_model=C, nhead=2, dim_feedforward=32, dropout=0.0).eval()
+    with torch.no_grad():  # a non-trivial norm, so that normalised and raw outputs differ clearly
+        dec.norm.weight.uniform_(0.5, 1.5)
+        dec.norm.bias.uniform_(-0.5, 0.5)
+    g = torch.Generator().manual_seed(1)
+    _, outputs = _record_layer_io(dec)
+    out = dec(_memory(), {"tgt": torch.zeros(2, 5, C), "query_pos": torch.randn(2, 5, C, generator=g)})
+    for i in range(3):
+        assert torch.allclose(out.hidden[i], dec.norm(outputs[i]), atol=1e-6), i
+
+
+def test_smca_modulation_of_every_layer_is_predicted_from_the_normalised_content_plus_object_query():
+    """Bug caught: SMCA's per-layer centre offsets / scales predicted from the content alone (in the
+    first layer all queries would then share one map) instead of ``norm4(tgt + query_pos)``
+    (official ``models/transformer.py:259-260, 289``)."""
+    torch.manual_seed(0)
+    dec = SMCADecoder(num_layers=2, d_model=C, nhead=2, dim_feedforward=32, dropout=0.0).eval()
+    with torch.no_grad():
+        for layer in dec.layers:
+            layer.scale_head.weight.normal_(0, 0.5)
+    seen = []
+    for layer in dec.layers:
+        original = layer.spatial_prior
+        layer.spatial_prior = (lambda tgt, pos, center, f=original, layer=layer:
+                               seen.append((layer, tgt, pos, center, f(tgt, pos, center))) or seen[-1][4])
+    g = torch.Generator().manual_seed(1)
+    dec(_memory(), {"tgt": torch.zeros(2, 5, C), "query_pos": torch.randn(2, 5, C, generator=g)})
+    assert len(seen) == 2
+    for layer, tgt, pos, center, (centers, scales, _) in seen:
+        x = layer.prior_norm(tgt + pos)
+        assert torch.allclose(centers, center[:, :, None] + layer.offset_head(x).view(2, 5, 2, 2), atol=1e-6)
+        assert torch.allclose(scales, layer.scale_head(x).view(2, 5, -1, 2), atol=1e-6)
+    first_scales = seen[0][4][1]
+    assert (first_scales[:, 0] - first_scales[:, 1]).abs().max() > 1e-3  # queries differ by their object query

@@ -9,7 +9,7 @@ Writes DIR/model.onnx (or DIR/model.pt for TorchScript) and DIR/model.onnx.json 
 size or dynamic axes, pixel mean/std, class names, the config's test resize (also inside the file: ONNX
 metadata_props, TorchScript extra file sd_detr.json). The checkpoint is loaded strictly. The export is then
 checked against the eager model on a random image at the export size (and, with --dynamic, at a second
-size); a mismatch is an error. See docs/export.md.
+size); a mismatch is an error and removes the written files. See docs/export.md.
 """
 import argparse
 import logging
@@ -109,6 +109,7 @@ def export(args):
     cfg = LazyConfig.load(args.config_file)
     check_override_keys(cfg, args.opts)
     cfg = LazyConfig.apply_overrides(cfg, args.opts)
+    torch.manual_seed(0)  # reproducible weights when there is no checkpoint (sd_detr.export.benchmark does the same)
     model = instantiate(cfg.model).eval()
     checkpoint = args.checkpoint if args.checkpoint is not None else cfg.train.get("init_checkpoint", "")
     if checkpoint and checkpoint.lower() != "none":
@@ -146,6 +147,9 @@ def export(args):
             shapes.append(shape[:-2] + (h + 2 * stride, max(2 * stride, w - stride)))
         for s, (ok, msg) in verify(wrapper, runner, shapes, allow_ties=True).items():
             if not ok:
+                for f in (path, path + ".json"):  # leave no file that gives wrong detections
+                    if os.path.exists(f):
+                        os.remove(f)
                 hint = (" at a size other than the traced one: a part of the detector takes a size as a constant; "
                         "export without --dynamic" if s != tuple(shape) else "")
                 raise ExportError(f"{args.format} export of {metadata['detector']} ({args.config_file}) differs from "

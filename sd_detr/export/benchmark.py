@@ -3,23 +3,26 @@
   python -m sd_detr.export.benchmark --config-file CONFIG --onnx DIR/model.onnx [--checkpoint W.pth]
       [--size H W] [--threads 2] [--iters 10]
 
-Both run with the same number of CPU threads on the same seeded uint8 image; the median of ``--iters``
-timed runs after ``--warmup`` is reported, and the detections are compared (issue 13's tolerances).
+Both run with the same number of CPU threads on the same seeded uint8 image, timed in alternation; the
+median of ``--iters`` timed runs each after ``--warmup`` is reported, and the detections are compared (issue 13's tolerances).
 """
 import argparse
 import statistics
 import time
 
 
-def _median_seconds(fn, warmup, iters):
+def _interleaved_medians(fns, warmup, iters):
+    """Median seconds of each function, timed in alternation (a load change on the machine hits both)."""
     for _ in range(warmup):
-        fn()
-    times = []
+        for fn in fns:
+            fn()
+    times = [[] for _ in fns]
     for _ in range(iters):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        for fn, ts in zip(fns, times):
+            t = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t)
+    return [statistics.median(ts) for ts in times]
 
 
 def main(argv=None):
@@ -44,6 +47,7 @@ def main(argv=None):
 
     torch.set_num_threads(args.threads)
     cfg = LazyConfig.load(args.config_file)
+    torch.manual_seed(0)  # as tools/export_model.py: the same weights without a checkpoint
     model = instantiate(cfg.model).eval()
     if args.checkpoint:
         DETRCheckpointer(model, strict=True).load(args.checkpoint)
@@ -52,11 +56,10 @@ def main(argv=None):
     if args.size:
         shape = shape[:-2] + list(args.size)
     image = torch.randint(0, 256, tuple(shape), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
-    run = onnx_runner(args.onnx, num_threads=args.threads)
+    run = onnx_runner(args.onnx, num_threads=args.threads, spinning=False)  # no spin into the eager runs
     with torch.no_grad():
-        eager_s = _median_seconds(lambda: wrapper(image), args.warmup, args.iters)
+        eager_s, ort_s = _interleaved_medians([lambda: wrapper(image), lambda: run(image)], args.warmup, args.iters)
         expected = [t.numpy() for t in wrapper(image)]
-    ort_s = _median_seconds(lambda: run(image), args.warmup, args.iters)
     ok, msg = compare_detections(expected, run(image), allow_ties=True)
     print(f"{type(model).__name__} input {shape}, {args.threads} threads, median of {args.iters}: "
           f"eager {eager_s * 1000:.1f} ms, onnxruntime {ort_s * 1000:.1f} ms ({eager_s / ort_s:.2f}x); "

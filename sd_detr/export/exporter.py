@@ -154,6 +154,9 @@ def export_onnx(wrapper, example: torch.Tensor, path: str, metadata: dict, *,
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             warnings.filterwarnings("ignore", message="You are using the legacy TorchScript-based ONNX export")
+            warnings.filterwarnings("ignore", message="no signature found for <torch.ScriptMethod")  # a trace given
+            # documented in docs/export.md: torchvision's -1 (adaptive) becomes ONNX's 0 (adaptive)
+            warnings.filterwarnings("ignore", message="ONNX export for RoIAlign with a non-zero sampling_ratio")
             torch.onnx.export(wrapper, (example,), path, dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
                               output_names=list(OUTPUT_NAMES), dynamic_axes=axes)
     except Exception as e:  # noqa: BLE001  (re-raised naming the detector and the module)
@@ -206,13 +209,18 @@ def load_metadata(path: str) -> dict:
     return json.loads(extra[METADATA_KEY + ".json"])
 
 
-def onnx_runner(path: str, num_threads: int = 0):
-    """``image uint8 [..., 3, H, W] tensor or array -> (boxes, scores, labels)`` numpy arrays, onnxruntime CPU."""
+def onnx_runner(path: str, num_threads: int = 0, spinning: bool = True):
+    """``image uint8 [..., 3, H, W] tensor or array -> (boxes, scores, labels)`` numpy arrays, onnxruntime CPU.
+
+    ``spinning=False``: onnxruntime's threads sleep after a run instead of spin-waiting (else they take CPU
+    from whatever runs next, e.g. the eager model in an interleaved benchmark)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     if num_threads:
         opts.intra_op_num_threads = num_threads
+    if not spinning:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
 
     def run(image):

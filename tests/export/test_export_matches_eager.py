@@ -66,3 +66,20 @@ def test_onnx_and_torchscript_give_the_eager_top_k(name, tmp_path):
         for fmt, run in runners.items():
             ok, msg = compare_detections([t.numpy() for t in expected], run(img))
             assert ok, f"{name} {fmt} at {shape}: {msg}"
+
+
+def test_a_batch_export_gives_each_image_its_own_detections(tmp_path):
+    """[B, 3, H, W] in, [B, N, ...] out. Catches: top-k taken over the whole batch instead of per image, or
+    boxes gathered from the wrong image."""
+    _, model = build("smca")
+    wrapper = ExportableDetector(model)
+    batch = torch.stack([image(EXPORT_SHAPE, seed=4), image(EXPORT_SHAPE, seed=5)])
+    meta = build_metadata(model, fmt="onnx", input_shape=batch.shape, dynamic=False)
+    run = onnx_runner(export_onnx(wrapper, batch, str(tmp_path / "batch.onnx"), meta))
+    boxes, scores, labels = run(batch)
+    assert boxes.shape == (2, model.num_select, 4) and scores.shape == labels.shape == (2, model.num_select)
+    for i in range(2):
+        with torch.no_grad():
+            single = [t.numpy() for t in wrapper(batch[i])]
+        ok, msg = compare_detections(single, (boxes[i], scores[i], labels[i]))
+        assert ok, f"image {i}: {msg}"

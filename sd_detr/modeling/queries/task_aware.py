@@ -47,7 +47,10 @@ def bilinear_sample(feature_map: Tensor, points: Tensor, valid_sizes: Tensor) ->
     """
     h, w = feature_map.shape[-2:]
     cells = points * valid_sizes[:, None, None, :]
-    grid = cells / cells.new_tensor([w, h]) * 2 - 1  # align_corners=False: -1 is the map's left edge
+    # the map size as a tensor built from the sizes (not new_tensor of ints) so that a traced/exported
+    # graph follows the input size
+    map_size = torch.stack([torch.as_tensor(w), torch.as_tensor(h)]).to(cells)
+    grid = cells / map_size * 2 - 1  # align_corners=False: -1 is the map's left edge
     return F.grid_sample(feature_map, grid, mode="bilinear", padding_mode="zeros", align_corners=False).permute(0, 2, 3, 1)
 
 

@@ -116,7 +116,7 @@ MUTANTS: List[Mutant] = [
     Mutant("tal_alpha_beta_swapped", LOSSES, "return s.pow(self.alpha) * u.pow(self.beta)",
            "return s.pow(self.beta) * u.pow(self.alpha)", TAL, "(e) TAL: t = s^beta u^alpha"),
     Mutant("tal_gamma_dropped", LOSSES, "((target - prob).abs().pow(self.gamma) * bce).sum()", "bce.sum()", TAL,
-           "(e) TAL: the |t - s|^gamma factor dropped (plain BCE)"),
+           "(e) TAL: the abs(t - s)^gamma factor dropped (plain BCE)"),
     Mutant("tal_iou_dropped", LOSSES, "return s.pow(self.alpha) * u.pow(self.beta)", "return s.pow(self.alpha)", TAL,
            "TAL: the IoU term u^beta dropped from the soft target"),
     Mutant("tal_targets_with_gradient", LOSSES, "    @torch.no_grad()\n    def alignment_targets",
@@ -499,8 +499,8 @@ def table(report: dict) -> str:
     label = f"tests of {report['tests_from']}" if report.get("tests_from") else "current tests"
     lines = [f"| mutant | file | bug | result ({label}) | first failing test |", "|---|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {r.mutant.name} | {r.mutant.path.replace('sd_detr/', '')} | {r.mutant.description} | "
-                     f"{r.status} | {r.detail.replace('|', '/')} |")
+        cells = [r.mutant.name, r.mutant.path.replace("sd_detr/", ""), r.mutant.description, r.status, r.detail]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     killed = sum(r.status == "killed" for r in results)
     lines.append("")
     lines.append(f"{killed} of {len(results)} mutants killed ({label}); survivors: "

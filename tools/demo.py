@@ -8,7 +8,8 @@ the model is an error listing the mismatching keys; running without weights is w
 are drawn with Detectron2's Visualizer and the metadata of the config's test dataset. An input that
 cannot be read is reported by name and skipped; the run goes on (exit status 1 if anything was skipped).
 Inputs with the same file name (a/x.png, b/x.png) are written as x.png, x_1.png, ... and the renaming
-is printed.
+is printed. --onnx FILE runs a model exported by tools/export_model.py (ONNX through onnxruntime, or
+TorchScript) instead, with the class names stored in the export; no config is needed then.
 
 Examples:
   python tools/demo.py --config-file projects/conditional_detr/configs/conditional_detr_tiny_synthetic.py \\
@@ -17,6 +18,7 @@ Examples:
   python tools/demo.py --config-file projects/conditional_detr/configs/yacs/conditional_detr_r50_12ep.yaml \\
       --input street.jpg --output street_detections.jpg --opts MODEL.WEIGHTS converted.pth MODEL.DEVICE cpu
   python tools/demo.py --config-file ... --video-input clip.mp4 --output clip_detections.mp4
+  python tools/demo.py --onnx export/model.onnx --input street.jpg --output street_detections.jpg
 """
 import argparse
 import glob
@@ -70,6 +72,21 @@ def build_predictor(config_file, opts, checkpoint=None):
     cfg.freeze()
     metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0] if len(cfg.DATASETS.TEST) else "__unused")
     return strict_default_predictor(cfg), metadata
+
+
+def build_exported_predictor(path):
+    """(predictor, metadata) for a file of tools/export_model.py: sd_detr.export.OnnxPredictor (the
+    DefaultPredictor call interface) and metadata carrying the export's class names."""
+    from sd_detr.export import OnnxPredictor
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--onnx {path}: no such file")
+    predictor = OnnxPredictor(path)
+    name = f"__sd_detr_export_{os.path.abspath(path)}"
+    metadata = MetadataCatalog.get(name)
+    if not metadata.get("thing_classes", None):
+        metadata.set(thing_classes=list(predictor.class_names))
+    return predictor, metadata
 
 
 def draw(predictor, metadata, bgr, threshold):
@@ -167,7 +184,9 @@ def run_video(predictor, metadata, path, output, threshold):
 def get_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", required=True, help="LazyConfig .py or yacs .yaml")
+    parser.add_argument("--config-file", help="LazyConfig .py or yacs .yaml (not with --onnx)")
+    parser.add_argument("--onnx", metavar="FILE",
+                        help="an exported model (tools/export_model.py: .onnx or TorchScript) instead of a config")
     parser.add_argument("--input", nargs="+", help="image files or globs")
     parser.add_argument("--video-input", help="a video file")
     parser.add_argument("--output", help="output file (one input) or folder; nothing is written if omitted")
@@ -184,7 +203,14 @@ def main(argv=None):
     setup_logger(name="sd_detr")
     if not args.input and not args.video_input:
         get_parser().error("give --input and/or --video-input")
-    predictor, metadata = build_predictor(args.config_file, args.opts, checkpoint=args.checkpoint)
+    if bool(args.config_file) == bool(args.onnx):
+        get_parser().error("give either --config-file or --onnx")
+    if args.onnx:
+        if args.checkpoint or args.opts:
+            get_parser().error("--checkpoint and --opts belong to --config-file; an --onnx export carries its weights")
+        predictor, metadata = build_exported_predictor(args.onnx)
+    else:
+        predictor, metadata = build_predictor(args.config_file, args.opts, checkpoint=args.checkpoint)
     skipped = []
     if args.input:
         skipped += run_images(predictor, metadata, expand_inputs(args.input), args.output, args.confidence_threshold)

@@ -50,6 +50,10 @@ echo "[setup] installing pinned pure-python and numeric dependencies"
   matplotlib setuptools termcolor yacs tabulate cloudpickle tqdm pydot pytest wheel
 echo "[setup] installing the export dependencies (onnx, onnxruntime; tests/export needs them)"
 "${PIP[@]}" onnx onnxruntime protobuf ml_dtypes flatbuffers
+if ! "$PY" -m pip show -q stardist >/dev/null 2>&1; then
+  echo "[setup] installing stardist's wheel without its dependencies (its bundled nuclei image: the real-data table)"
+  "${PIP[@]}" --no-deps stardist
+fi
 
 if has detectron2; then
   echo "[setup] keeping detectron2 at $("$PY" -c 'import detectron2, os; print(os.path.dirname(detectron2.__file__))')"

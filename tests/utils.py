@@ -68,8 +68,35 @@ def random_batch(num_classes, sizes=((64, 80), (72, 56)), with_instances=True, s
     return batch
 
 
+def random_encoder_memory(channels, bsz=2, h=3, w=4, seed=0):
+    """An ``EncoderMemory`` of random memory and positions on an h x w map; the last two cells of image 1
+    are padding."""
+    from sd_detr.modeling import EncoderMemory
+
+    g = torch.Generator().manual_seed(seed)
+    memory = torch.randn(bsz, h * w, channels, generator=g)
+    mask = torch.zeros(bsz, h * w, dtype=torch.bool)
+    mask[1, -2:] = True
+    return EncoderMemory(memory=memory, pos=torch.randn(bsz, h * w, channels, generator=g), mask=mask,
+                         spatial_shape=(h, w), stride=32, image_sizes=torch.tensor([[96.0, 128.0], [96.0, 96.0]]))
+
+
+def padded_encoder_memory(channels, shape, valid, stride, image_sizes, seed=0):
+    """An ``EncoderMemory`` of two images on a ``shape`` (h, w) map with zero positions: image 0 fills the
+    map, image 1 only its top-left ``valid`` (h, w) cells; ``image_sizes`` [[H, W], [H, W]] in pixels."""
+    from sd_detr.modeling import EncoderMemory
+
+    h, w = shape
+    g = torch.Generator().manual_seed(seed)
+    memory = torch.randn(2, h * w, channels, generator=g)
+    mask = torch.ones(2, h, w, dtype=torch.bool)
+    mask[0] = False
+    mask[1, : valid[0], : valid[1]] = False
+    return EncoderMemory(memory=memory, pos=torch.zeros_like(memory), mask=mask.flatten(1), spatial_shape=(h, w),
+                         stride=stride, image_sizes=torch.tensor(image_sizes, dtype=torch.float32))
+
+
 # ---------------------------------------------------------------- end-to-end runs of the training tool
-import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 
@@ -89,14 +116,9 @@ def run_train_tool(config, env, *args, timeout=1800):
 
 def read_metrics(output_dir):
     """metrics.json rows (a line cut short by a killed run is skipped)."""
-    rows = []
-    with open(os.path.join(str(output_dir), "metrics.json")) as f:
-        for line in f:
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass
-    return rows
+    from sd_detr.utils.metrics import read_metrics_json
+
+    return read_metrics_json(str(output_dir))
 
 
 def final_eval(output_dir):

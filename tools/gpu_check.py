@@ -26,6 +26,9 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # run from a clone
+
+from sd_detr.utils.metrics import read_metrics_json  # noqa: E402
 STEPS = ("tests", "train", "benchmark")
 DETECTORS = ("conditional_detr", "dab_detr", "smca_detr", "sd_detr")
 
@@ -88,21 +91,6 @@ def plan(args, python=sys.executable):
                           "--json", path, "--config-file", *configs] + (["--amp"] if amp else []),
                          {"amp": amp, "json": path}))
     return cmds
-
-
-def read_metrics(output_dir):
-    """metrics.json rows of a run (a line cut short is skipped)."""
-    rows = []
-    path = os.path.join(output_dir, "metrics.json")
-    if not os.path.isfile(path):
-        return rows
-    with open(path) as f:
-        for line in f:
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass
-    return rows
 
 
 def judge_training(rows, chance_ap50, min_ap50):
@@ -190,7 +178,7 @@ def main(argv=None):
         r = {"step": step, "name": name, "returncode": proc.returncode, "seconds": secs, "meta": meta,
              "tail": (proc.stdout + proc.stderr)[-3000:]}
         if step == "train":
-            rows = read_metrics(os.path.join(REPO, meta["output_dir"]))
+            rows = read_metrics_json(os.path.join(REPO, meta["output_dir"]), missing_ok=True)
             if meta["amp"] is None:
                 evals = [x for x in rows if "bbox/AP50" in x]
                 chance[meta["detector"]] = evals[-1]["bbox/AP50"] if evals else None

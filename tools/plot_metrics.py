@@ -7,10 +7,13 @@ Examples:
       --keys total_loss loss_class loss_giou bbox/AP bbox/AP50 --output compare.png
 """
 import argparse
-import json
 import math
 import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a clone
+
+from sd_detr.utils.metrics import read_metrics_json  # noqa: E402
 
 DEFAULT_KEYS = ("total_loss", "loss_class", "loss_bbox", "loss_giou", "bbox/AP", "bbox/AP50")
 
@@ -18,19 +21,10 @@ DEFAULT_KEYS = ("total_loss", "loss_class", "loss_bbox", "loss_giou", "bbox/AP",
 def load_metrics(path):
     """Rows of a run's metrics.json (a folder or the file); a line cut short by a killed run is skipped;
     a row repeated by a resumed run is taken from the later run."""
-    if os.path.isdir(path):
-        path = os.path.join(path, "metrics.json")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no metrics.json at {path}")
     rows = {}
-    with open(path) as f:
-        for line in f:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if "iteration" in row:
-                rows.setdefault(row["iteration"], {}).update(row)
+    for row in read_metrics_json(path):
+        if "iteration" in row:
+            rows.setdefault(row["iteration"], {}).update(row)
     return [rows[k] for k in sorted(rows)]
 
 

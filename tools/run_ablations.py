@@ -43,6 +43,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a clone
+
+from sd_detr.utils.metrics import read_metrics_json  # noqa: E402
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_TOOL = os.path.join("tools", "lazyconfig_train_net.py")
 DOC = os.path.join(REPO, "docs", "ablations.md")
@@ -184,19 +188,8 @@ def seeds_for(n: int, base: int = SEED_BASE) -> List[int]:
 
 def final_eval(output_dir: str) -> Optional[dict]:
     """The last "bbox/AP..." row of metrics.json, or None."""
-    path = os.path.join(output_dir, "metrics.json")
-    if not os.path.isfile(path):
-        return None
-    last = None
-    with open(path) as f:
-        for line in f:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if "bbox/AP" in row:
-                last = row
-    return last
+    evals = [row for row in read_metrics_json(output_dir, missing_ok=True) if "bbox/AP" in row]
+    return evals[-1] if evals else None
 
 
 def _seed_args(seed: Optional[int]) -> List[str]:

@@ -6,19 +6,15 @@ import pytest
 import torch
 
 from sd_detr.layers import MLP, inverse_sigmoid, sine_embedding
-from sd_detr.modeling import EncoderMemory
 from sd_detr.modeling.decoder import ConditionalDecoderLayer, DisentangledDecoder, DisentangledDecoderLayer
+
+from ..utils import random_encoder_memory
 
 C, H, F = 16, 2, 32
 
 
-def _memory(bsz=2, h=3, w=4, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    memory = torch.randn(bsz, h * w, C, generator=g)
-    mask = torch.zeros(bsz, h * w, dtype=torch.bool)
-    mask[1, -2:] = True
-    return EncoderMemory(memory=memory, pos=torch.randn(bsz, h * w, C, generator=g), mask=mask, spatial_shape=(h, w),
-                         stride=32, image_sizes=torch.tensor([[96.0, 128.0], [96.0, 96.0]]))
+def _memory(seed=0):
+    return random_encoder_memory(C, seed=seed)
 
 
 def _queries(branches, bsz=2, nq=5, seed=1, requires_grad=False):

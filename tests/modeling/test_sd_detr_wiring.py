@@ -25,25 +25,20 @@ from detectron2.modeling import build_model
 
 from sd_detr.config import add_sd_detr_config
 from sd_detr.layers import sine_embedding
-from sd_detr.modeling import (Assignment, EncoderMemory, HungarianMatcher, MiniDetector, MiniDetectorQueries,
+from sd_detr.modeling import (Assignment, HungarianMatcher, MiniDetector, MiniDetectorQueries,
                               TaskAwareQueryGenerator)
 from sd_detr.modeling.decoder import DisentangledDecoder
 from sd_detr.modeling.losses import box_losses
 
-from ..utils import REPO, random_batch, tiny_synthetic_yacs
+from ..utils import REPO, padded_encoder_memory, random_batch, random_encoder_memory, tiny_synthetic_yacs
 
 C, H, F = 16, 2, 32
 TINY = f"{REPO}/projects/sd_detr/configs/sd_detr_tiny_synthetic.py"
 
 
 # ------------------------------------------------------------------ helpers
-def _memory(bsz=2, h=3, w=4, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    memory = torch.randn(bsz, h * w, C, generator=g)
-    mask = torch.zeros(bsz, h * w, dtype=torch.bool)
-    mask[1, -2:] = True
-    return EncoderMemory(memory=memory, pos=torch.randn(bsz, h * w, C, generator=g), mask=mask, spatial_shape=(h, w),
-                         stride=32, image_sizes=torch.tensor([[96.0, 128.0], [96.0, 96.0]]))
+def _memory(seed=0):
+    return random_encoder_memory(C, seed=seed)
 
 
 def _queries(bsz=2, nq=5, seed=1, offsets=True):
@@ -215,13 +210,7 @@ def test_padded_memory_cannot_change_either_branch():
 
 # ------------------------------------------------------------------ TAQ offsets carry gradient
 def _taq_memory():
-    g = torch.Generator().manual_seed(0)
-    memory = torch.randn(2, 6 * 8, C, generator=g)
-    mask = torch.ones(2, 6, 8, dtype=torch.bool)
-    mask[0] = False
-    mask[1, :4, :5] = False
-    return EncoderMemory(memory=memory, pos=torch.zeros_like(memory), mask=mask.flatten(1), spatial_shape=(6, 8),
-                         stride=32, image_sizes=torch.tensor([[192.0, 256.0], [128.0, 160.0]]))
+    return padded_encoder_memory(C, (6, 8), (4, 5), 32, [[192.0, 256.0], [128.0, 160.0]])
 
 
 def test_each_branch_reference_offset_is_its_own_points_mean_offset_with_gradient_to_its_point_head():
@@ -291,13 +280,7 @@ def test_the_loc_reference_offset_alone_moves_the_predicted_boxes():
 # ------------------------------------------------------------------ mini-detector: no padding in the top-N
 def _padded_memory(seed=0):
     """Image 0 fills the 4 x 5 map, image 1 covers 3 x 2 cells of it; stride 16."""
-    g = torch.Generator().manual_seed(seed)
-    memory = torch.randn(2, 20, C * 2, generator=g)
-    mask = torch.ones(2, 4, 5, dtype=torch.bool)
-    mask[0] = False
-    mask[1, :3, :2] = False
-    return EncoderMemory(memory=memory, pos=torch.zeros_like(memory), mask=mask.flatten(1), spatial_shape=(4, 5),
-                         stride=16, image_sizes=torch.tensor([[64.0, 80.0], [48.0, 32.0]]))
+    return padded_encoder_memory(C * 2, (4, 5), (3, 2), 16, [[64.0, 80.0], [48.0, 32.0]], seed)
 
 
 def test_perturbing_padded_memory_cannot_change_the_anchors_or_the_queries():

@@ -373,7 +373,7 @@ def test_every_tiny_detector_with_cross_stage_assigner_trains_a_few_iterations(c
     batch = random_batch(cfg.model.num_classes, sizes=((96, 128), (128, 96)))
     before = {k: v.detach().clone() for k, v in model.class_embed.state_dict().items()}
     totals = []
-    for _ in range(4):
+    for _ in range(8):
         losses = model(batch)
         total = sum(losses.values())
         assert torch.isfinite(total)
@@ -382,4 +382,5 @@ def test_every_tiny_detector_with_cross_stage_assigner_trains_a_few_iterations(c
         optimizer.step()
         totals.append(total.item())
     assert any(not torch.equal(before[k], v) for k, v in model.class_embed.state_dict().items())
-    assert totals[-1] < totals[0], totals
+    # the loss falls on the one batch (the matching changes between steps, so single steps may not)
+    assert sum(totals[-2:]) / 2 < totals[0], totals

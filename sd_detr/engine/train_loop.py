@@ -84,7 +84,6 @@ def do_train(cfg, resume: bool = False):
     trainer.register_hooks([
         hooks.IterationTimer(),
         hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
-        hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if comm.is_main_process() else None,
         hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),
     ])
     if resume and not checkpointer.has_checkpoint():
@@ -102,11 +101,15 @@ def do_train(cfg, resume: bool = False):
         # A run killed after its last checkpoint logged iterations that are trained again now. (Not when
         # nothing is trained: a finished run's final evaluation row has iteration max_iter.)
         trim_metrics(os.path.join(cfg.train.output_dir, "metrics.json"), start_iter)
-    # registered last (runs after the checkpointer and evaluation of each step) and only now, after the
-    # resume: JSONWriter opens metrics.json for appending when it is built
+    # Registered only now, after the resume (JSONWriter opens metrics.json for appending when it is built).
+    # Order within a step: evaluation, then the writer (so a step's evaluation lands in its row), then the
+    # checkpointer: a step is checkpointed only once its row is on disk, so a kill between the two can only
+    # leave rows past the last checkpoint, which the resume above drops. (Checkpointing before writing, as
+    # Detectron2's DefaultTrainer does, loses the checkpointed step's row when killed in between.)
     trainer.register_hooks([
         hooks.PeriodicWriter(build_writers(cfg.train.output_dir, cfg.train.max_iter), period=cfg.train.log_period)
         if comm.is_main_process() else None,
+        hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if comm.is_main_process() else None,
     ])
     trainer.train(start_iter, cfg.train.max_iter)
     return trainer

@@ -108,3 +108,26 @@ def test_trim_leaves_a_clean_file_and_a_missing_file_alone(tmp_path):
     before = os.stat(path).st_mtime_ns
     assert trim_metrics(path, start_iter=3) == 0
     assert os.stat(path).st_mtime_ns == before
+
+
+def test_a_checkpoint_is_saved_only_after_its_iteration_is_logged(synthetic_root, tmp_path, monkeypatch):
+    """A kill -9 can fall between any two hooks of a step. If the checkpointer ran before the writer (as
+    in Detectron2's DefaultTrainer), a kill right after saving model_0000002.pth would lose row 2 for good:
+    the resume starts at 3. So at the moment each periodic checkpoint is saved, metrics.json must already
+    hold the row of its iteration (seen in CI: killed after model_0000019.pth, the last row was 18)."""
+    from sd_detr.checkpoint import DETRCheckpointer
+
+    monkeypatch.setenv("SD_DETR_SYNTHETIC_ROOT", synthetic_root)
+    seen = {}
+    save = DETRCheckpointer.save
+
+    def save_and_look(self, name, **kwargs):
+        if name.startswith("model_0"):
+            metrics = tmp_path / "metrics.json"
+            rows = _raw_rows(tmp_path) if metrics.exists() else []
+            seen[name] = max((r["iteration"] for r in rows), default=-1)
+        return save(self, name, **kwargs)
+
+    monkeypatch.setattr(DETRCheckpointer, "save", save_and_look)
+    do_train(_tiny_cfg(tmp_path))
+    assert seen == {"model_0000002": 2, "model_0000005": 5}, seen

@@ -67,14 +67,3 @@ def add_detr_config(cfg):
     cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS = False
     return cfg
 
-
-def add_all_configs(cfg):
-    """Add the yacs keys of every detector of the project (``MODEL.DETR`` and each detector's own
-    node), so that any of the project's .yaml configs can be merged into ``cfg``. Idempotent."""
-    from .dab_detr import add_dab_detr_config  # the detector modules import this one
-    from .sd_detr import add_sd_detr_config
-    from .smca_detr import add_smca_detr_config
-
-    for add in (add_detr_config, add_dab_detr_config, add_smca_detr_config, add_sd_detr_config):
-        add(cfg)
-    return cfg

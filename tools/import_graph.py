@@ -1,0 +1,113 @@
+#!/usr/bin/env python
+"""The import graph between the modules of the ``sd_detr`` package, read from the source with ``ast`` (no
+import is run), and its cycles: strongly connected groups of modules that import each other, directly or
+round a loop, at module level or inside a function. A package's ``__init__`` counts as a module.
+
+    python tools/import_graph.py            # prints the cycles (exit 1 if there is one)
+    python tools/import_graph.py --edges    # also every edge
+"""
+import argparse
+import ast
+import os
+import sys
+from typing import Dict, List, Set
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def package_modules(root: str, package: str = "sd_detr") -> Dict[str, str]:
+    """Dotted module name -> file, for every .py file of ``root/package``."""
+    modules = {}
+    for folder, _, files in os.walk(os.path.join(root, package)):
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                dotted = os.path.relpath(path, root)[:-3].replace(os.sep, ".")
+                modules[dotted[: -len(".__init__")] if dotted.endswith(".__init__") else dotted] = path
+    return modules
+
+
+def _resolve(name: str, modules: Dict[str, str]) -> str:
+    """The longest prefix of ``name`` that is a module of the package ('' if none: an outside import)."""
+    while name and name not in modules:
+        name = name.rsplit(".", 1)[0] if "." in name else ""
+    return name
+
+
+def import_edges(modules: Dict[str, str]) -> Dict[str, Set[str]]:
+    """Module -> the package's modules it imports (``from .x import y`` imports ``x`` and, if ``y`` is a
+    module, ``x.y``)."""
+    edges = {m: set() for m in modules}
+    for module, path in modules.items():
+        here = module.split(".") if path.endswith("__init__.py") else module.split(".")[:-1]
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), filename=path)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = here[: len(here) - node.level + 1] if node.level else []
+                target = ".".join(base + ([node.module] if node.module else []))
+                names = [target] + [f"{target}.{a.name}" for a in node.names]
+            else:
+                continue
+            for name in names:
+                resolved = _resolve(name, modules)
+                if resolved and resolved != module:
+                    edges[module].add(resolved)
+    return edges
+
+
+def import_cycles(edges: Dict[str, Set[str]]) -> List[List[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted, sorted."""
+    index, low, stack, on_stack, cycles = {}, {}, [], set(), []
+    counter = [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(edges[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10 * len(edges) + 100))
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return sorted(cycles)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", default=REPO, help="the repository (default: this one)")
+    parser.add_argument("--edges", action="store_true", help="print every edge too")
+    args = parser.parse_args(argv)
+    edges = import_edges(package_modules(args.root))
+    if args.edges:
+        for m in sorted(edges):
+            for t in sorted(edges[m]):
+                print(f"{m} -> {t}")
+    cycles = import_cycles(edges)
+    print(f"{len(edges)} modules, {sum(map(len, edges.values()))} edges, {len(cycles)} import cycle(s)")
+    for group in cycles:
+        print("  cycle: " + ", ".join(group))
+    return 1 if cycles else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,7 +1,9 @@
 """Every detector exports to ONNX and TorchScript, and the exported files give the eager model's detections.
 
-The tolerance of issue 13: same labels, scores within 1e-4, boxes within 1e-2 px, in the same order (top-k
-of the detector, ``num_select``). Exported at 128x160; where the graph is size-generic (dynamic height and
+The tolerance of issue 13: same labels, scores within 1e-4, boxes within 1e-2 px (top-k of the detector,
+``num_select``), in the same order up to ties: an untrained tiny model gives many scores equal to 1e-6
+(CI saw SMCA multi-scale's detections 176/177 at 0.019123 swap places in onnxruntime), whose order is float
+rounding, not a property of the export. Exported at 128x160; where the graph is size-generic (dynamic height and
 width), run at a second size too.
 """
 import pytest
@@ -57,7 +59,7 @@ def test_onnx_and_torchscript_give_the_eager_top_k(name, tmp_path):
                                      score_tol=1e-6, box_tol=1e-4)
         assert ok, f"wrapper vs forward at {shape}: {msg}"
         for fmt, run in runners.items():
-            ok, msg = compare_detections([t.numpy() for t in expected], run(img))
+            ok, msg = compare_detections([t.numpy() for t in expected], run(img), allow_ties=True)
             assert ok, f"{name} {fmt} at {shape}: {msg}"
 
 
@@ -74,5 +76,5 @@ def test_a_batch_export_gives_each_image_its_own_detections(tmp_path):
     for i in range(2):
         with torch.no_grad():
             single = [t.numpy() for t in wrapper(batch[i])]
-        ok, msg = compare_detections(single, (boxes[i], scores[i], labels[i]))
+        ok, msg = compare_detections(single, (boxes[i], scores[i], labels[i]), allow_ties=True)
         assert ok, f"image {i}: {msg}"

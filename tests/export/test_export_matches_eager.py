@@ -1,7 +1,7 @@
 """Every detector exports to ONNX and TorchScript, and the exported files give the eager model's detections.
 
 The tolerance of issue 13: same labels, scores within 1e-4, boxes within 1e-2 px (top-k of the detector,
-``num_select``), in the same order up to ties: an untrained tiny model gives many scores equal to 1e-6
+``num_select``), in the same order up to ties: an untrained tiny model gives many scores equal within 1e-6
 (CI saw SMCA multi-scale's detections 176/177 at 0.019123 swap places in onnxruntime), whose order is float
 rounding, not a property of the export. Exported at 128x160; where the graph is size-generic (dynamic height and
 width), run at a second size too.

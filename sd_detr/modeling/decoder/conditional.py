@@ -31,11 +31,9 @@ class ConditionalDecoderLayer(nn.Module):
         self.norm2 = nn.LayerNorm(d_model)
         self.ffn = FFN(d_model, dim_feedforward, dropout, activation)
 
-    def forward(self, tgt: Tensor, query_pos: Tensor, query_sine_embed: Tensor, mem: EncoderMemory,
-                self_attn_mask: Optional[Tensor] = None, cross_attn_bias: Optional[Tensor] = None) -> Tensor:
-        tgt = self.norm1(tgt + self.dropout1(self.self_attn(tgt, query_pos, self_attn_mask)))
-        ca = self.cross_attn(tgt, mem.memory, mem.pos, query_sine_embed, query_pos,
-                             key_padding_mask=mem.mask, attn_bias=cross_attn_bias)
+    def forward(self, tgt: Tensor, query_pos: Tensor, query_sine_embed: Tensor, mem: EncoderMemory) -> Tensor:
+        tgt = self.norm1(tgt + self.dropout1(self.self_attn(tgt, query_pos)))
+        ca = self.cross_attn(tgt, mem.memory, mem.pos, query_sine_embed, query_pos, key_padding_mask=mem.mask)
         tgt = self.norm2(tgt + self.dropout2(ca))
         return self.ffn(tgt)
 

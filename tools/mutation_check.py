@@ -89,6 +89,8 @@ DAB = (T + "test_dab_decoder.py", BASE_WIRING,
 GOLDEN = "tests/checkpoint/test_golden_official.py::test_converted_official_weights_give_the_official_logits_and_boxes"
 ENCODER = (BASE_WIRING, T + "test_dab_detr.py::test_encoder_scales_the_position_embedding_by_content_in_every_layer_including_the_first")
 
+STRUCTURES = (T + "test_structures.py",)
+
 DIS = "sd_detr/modeling/decoder/disentangled.py"
 DETR = "sd_detr/modeling/meta_arch/detr.py"
 SDM = "sd_detr/modeling/meta_arch/sd_detr.py"
@@ -228,7 +230,7 @@ MUTANTS: List[Mutant] = [
     Mutant("sd_swap_halves", DIS, "tgts = list(joint.split(self.d_model, dim=-1))",
            "tgts = list(joint.split(self.d_model, dim=-1))[::-1]", DISENTANGLED,
            "(a) the cls and loc halves swapped after the shared self-attention"),
-    Mutant("sd_self_attn_pos_swapped", DIS, "torch.cat(query_pos, dim=-1))", "torch.cat(query_pos[::-1], dim=-1))",
+    Mutant("sd_self_attn_pos_swapped", DIS, "torch.cat(query_pos, dim=-1), self_attn_bias)", "torch.cat(query_pos[::-1], dim=-1), self_attn_bias)",
            DISENTANGLED, "(d) the shared self-attention's positional embedding halves swapped"),
     Mutant("sd_offsets_detached_in_decoder", DIS, "anchors[..., :2] + offsets[b] if b in offsets",
            "anchors[..., :2] + offsets[b].detach() if b in offsets", DISENTANGLED,
@@ -257,6 +259,24 @@ MUTANTS: List[Mutant] = [
            "SD-DETR: both branches through the classification branch's final LayerNorm"),
     Mutant("sd_reference_not_clamped", DIS, "centres = [c.clamp(0.0, 1.0) for c in centres]",
            "centres = [c for c in centres]", DISENTANGLED, "SD-DETR references pushed outside the image not clamped"),
+    # -------------------------------------------------------------- the queries' contract (structures.py)
+    Mutant("cond_self_attn_mask_ignored", "sd_detr/modeling/decoder/conditional.py",
+           "tgt = layer(tgt, query_pos, pos_embed * scale, mem, bias)", "tgt = layer(tgt, query_pos, pos_embed * scale, mem)",
+           STRUCTURES, "Conditional DETR's decoder ignores Queries.self_attn_mask"),
+    Mutant("dab_self_attn_mask_ignored", "sd_detr/modeling/decoder/dab.py", "tgt = layer(tgt, query_pos, spatial, mem, bias)",
+           "tgt = layer(tgt, query_pos, spatial, mem)", STRUCTURES, "DAB-DETR's decoder ignores Queries.self_attn_mask"),
+    Mutant("smca_self_attn_mask_ignored", "sd_detr/modeling/decoder/smca.py",
+           "self.self_attn(q, k, tgt, attn_bias=self_attn_bias)", "self.self_attn(q, k, tgt)", STRUCTURES,
+           "SMCA-DETR's decoder layer ignores the self-attention mask"),
+    Mutant("sd_shared_self_attn_mask_ignored", DIS, "torch.cat(query_pos, dim=-1), self_attn_bias)",
+           "torch.cat(query_pos, dim=-1), None)", STRUCTURES, "SD-DETR's shared self-attention ignores the mask"),
+    Mutant("sd_split_self_attn_mask_ignored", DIS, "self._self_attention(b, t, p, self_attn_bias) for b",
+           "self._self_attention(b, t, p, None) for b", STRUCTURES,
+           "two complete decoders (Table 3): the per-branch self-attentions ignore the mask"),
+    Mutant("self_attn_mask_sense_inverted", "sd_detr/modeling/structures.py", ".masked_fill(mask, float(\"-inf\"))",
+           ".masked_fill(~mask, float(\"-inf\"))", STRUCTURES, "Queries.self_attn_mask read as True = attend"),
+    Mutant("query_init_without_targets", DETR, "queries = self.query_init(mem, targets)", "queries = self.query_init(mem)",
+           STRUCTURES, "the training targets do not reach the query initialiser (a DN generator gets None)"),
 ]
 
 

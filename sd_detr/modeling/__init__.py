@@ -1,6 +1,6 @@
 """Models: importing this package registers the backbones and meta-architectures with Detectron2."""
 from .assigner import CrossStageAssigner, HungarianAssigner
-from .assignment import Assignment
+from .structures import Assignment, Queries
 from .backbone import build_detr_resnet, build_detr_resnet_backbone
 from .criterion import SetCriterion
 from .decoder import ConditionalDecoder, DABDecoder, DecoderOutput, DisentangledDecoder, EncoderMemory, SMCADecoder

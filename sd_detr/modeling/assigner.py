@@ -13,7 +13,7 @@ from detectron2.utils import comm
 from torch import Tensor, nn
 
 from ..layers import box_cxcywh_to_xyxy, elementwise_box_iou
-from .assignment import Assignment
+from .structures import Assignment
 from .matcher import HungarianMatcher
 
 

@@ -14,7 +14,7 @@ from detectron2.utils import comm
 from torch import Tensor, nn
 
 from .assigner import HungarianAssigner
-from .assignment import Assignment
+from .structures import Assignment
 from .losses import FocalLoss, box_losses
 from .matcher import HungarianMatcher
 

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torchvision.ops import sigmoid_focal_loss
 
 from ..layers import box_cxcywh_to_xyxy, elementwise_box_iou, elementwise_generalized_box_iou
-from .assignment import Assignment
+from .structures import Assignment
 
 
 def one_hot_targets(logits: Tensor, assignment: Assignment, values: Tensor = None) -> Tensor:

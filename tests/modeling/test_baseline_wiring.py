@@ -3,6 +3,7 @@ functions): Conditional DETR's query scale lambda_q (Sec. 3.3), DAB-DETR's width
 spatial query and its query scale in the decoder (Sec. 4.4, Eq. 6), SMCA-DETR's Gaussian-like map added
 to the co-attention logits (Sec. 3.3, Eq. 5-6), and the DETR encoder's position on queries and keys only.
 """
+import dataclasses
 import math
 
 import torch
@@ -11,6 +12,7 @@ from torch import nn
 from sd_detr.layers import inverse_sigmoid, sine_embedding
 from sd_detr.modeling import EncoderMemory, TransformerEncoder
 from sd_detr.modeling.decoder import ConditionalDecoder, DABDecoder, SMCADecoder
+from sd_detr.modeling.structures import Queries
 
 C = 16
 
@@ -39,10 +41,10 @@ def test_conditional_detr_spatial_query_is_the_reference_embedding_times_the_que
     torch.manual_seed(0)
     dec = ConditionalDecoder(num_layers=3, d_model=C, nhead=2, dim_feedforward=32, dropout=0.0).eval()
     g = torch.Generator().manual_seed(1)
-    queries = {"tgt": torch.zeros(2, 5, C), "query_pos": torch.randn(2, 5, C, generator=g)}
+    queries = Queries(content=torch.zeros(2, 5, C), pos=torch.randn(2, 5, C, generator=g))
     spatial, outputs = _record_layer_io(dec)
     dec(_memory(), queries)
-    pe = sine_embedding(dec.ref_point_head(queries["query_pos"]).sigmoid(), C // 2)
+    pe = sine_embedding(dec.ref_point_head(queries.pos).sigmoid(), C // 2)
     assert torch.allclose(spatial[0], pe, atol=1e-6)  # lambda_q = 1 in the first layer (official l. 151-156)
     for i in (1, 2):
         expected = pe * dec.query_scale(outputs[i - 1])
@@ -66,7 +68,7 @@ def _dab(num_layers=2, **kwargs):
 def _dab_queries(seed=1):
     g = torch.Generator().manual_seed(seed)
     anchors = torch.cat([torch.rand(2, 5, 2, generator=g) * 0.6 + 0.2, torch.rand(2, 5, 2, generator=g) * 0.3 + 0.1], -1)
-    return {"tgt": torch.randn(2, 5, C, generator=g), "anchors": anchors}
+    return Queries(content=torch.randn(2, 5, C, generator=g), anchors=anchors)
 
 
 def _expected_dab_spatial(dec, tgt, anchors, layer_index):
@@ -88,15 +90,15 @@ def test_dab_detr_decoder_modulates_every_layers_spatial_query_by_its_anchor_wid
     q = _dab_queries()
     spatial, outputs = _record_layer_io(dec)
     dec(_memory(), q)
-    for i, tgt in enumerate([q["tgt"], outputs[0]]):
-        expected = _expected_dab_spatial(dec, tgt, q["anchors"], i)
+    for i, tgt in enumerate([q.content, outputs[0]]):
+        expected = _expected_dab_spatial(dec, tgt, q.anchors, i)
         assert torch.allclose(spatial[i], expected, atol=1e-5), i
     # a wider anchor (same centre) weakens the x half of its spatial query in proportion
-    wide = dict(q, anchors=q["anchors"] * torch.tensor([1.0, 1.0, 2.0, 1.0]))
+    wide = dataclasses.replace(q, anchors=q.anchors * torch.tensor([1.0, 1.0, 2.0, 1.0]))
     spatial.clear()
     outputs.clear()
     dec(_memory(), wide)
-    assert torch.allclose(spatial[0][..., C // 2:] * 2, _expected_dab_spatial(dec, q["tgt"], q["anchors"], 0)[..., C // 2:],
+    assert torch.allclose(spatial[0][..., C // 2:] * 2, _expected_dab_spatial(dec, q.content, q.anchors, 0)[..., C // 2:],
                           atol=1e-5)
 
 
@@ -106,7 +108,7 @@ def test_dab_detr_without_modulation_leaves_the_spatial_query_unscaled_by_the_an
     q = _dab_queries()
     spatial, _ = _record_layer_io(dec)
     dec(_memory(), q)
-    assert torch.allclose(spatial[0], sine_embedding(q["anchors"], C // 2, dec.query_temperature)[..., :C], atol=1e-6)
+    assert torch.allclose(spatial[0], sine_embedding(q.anchors, C // 2, dec.query_temperature)[..., :C], atol=1e-6)
 
 
 def test_smca_co_attention_follows_the_gaussian_map_of_each_heads_centre_and_scales():
@@ -133,7 +135,7 @@ def test_smca_co_attention_follows_the_gaussian_map_of_each_heads_centre_and_sca
     h, w, stride = 3, 4, 32
     mem = _memory(bsz=1, h=h, w=w, stride=stride, image_sizes=((80.0, 96.0),))  # unpadded 80 x 96 pixels
     g = torch.Generator().manual_seed(1)
-    dec(mem, {"tgt": torch.zeros(1, 2, C), "query_pos": torch.randn(1, 2, C, generator=g)})
+    dec(mem, Queries(content=torch.zeros(1, 2, C), pos=torch.randn(1, 2, C, generator=g)))
     cx, cy = centre[0] * 96 / stride, centre[1] * 80 / stride
     for head, ((ox, oy), (sx, sy)) in enumerate(zip(offsets, scales)):
         log_g = torch.tensor([-(sx ** 2 * (x - cx - ox) ** 2 + sy ** 2 * (y - cy - oy) ** 2) / beta
@@ -169,7 +171,7 @@ def test_conditional_detr_every_layers_output_goes_through_the_shared_final_norm
         dec.norm.bias.uniform_(-0.5, 0.5)
     g = torch.Generator().manual_seed(1)
     _, outputs = _record_layer_io(dec)
-    out = dec(_memory(), {"tgt": torch.zeros(2, 5, C), "query_pos": torch.randn(2, 5, C, generator=g)})
+    out = dec(_memory(), Queries(content=torch.zeros(2, 5, C), pos=torch.randn(2, 5, C, generator=g)))
     for i in range(3):
         assert torch.allclose(out.hidden[i], dec.norm(outputs[i]), atol=1e-6), i
 
@@ -189,7 +191,7 @@ def test_smca_modulation_of_every_layer_is_predicted_from_the_normalised_content
         layer.spatial_prior = (lambda tgt, pos, center, f=original, layer=layer:
                                seen.append((layer, tgt, pos, center, f(tgt, pos, center))) or seen[-1][4])
     g = torch.Generator().manual_seed(1)
-    dec(_memory(), {"tgt": torch.zeros(2, 5, C), "query_pos": torch.randn(2, 5, C, generator=g)})
+    dec(_memory(), Queries(content=torch.zeros(2, 5, C), pos=torch.randn(2, 5, C, generator=g)))
     assert len(seen) == 2
     for layer, tgt, pos, center, (centers, scales, _) in seen:
         x = layer.prior_norm(tgt + pos)

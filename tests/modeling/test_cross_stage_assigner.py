@@ -9,7 +9,7 @@ import torch
 from detectron2.config import LazyConfig, instantiate
 
 from sd_detr.modeling import CrossStageAssigner, FocalLoss, HungarianAssigner, HungarianMatcher, SetCriterion
-from sd_detr.modeling.assignment import Assignment
+from sd_detr.modeling.structures import Assignment
 from sd_detr.modeling.losses import TaskAlignmentLoss, box_losses
 
 from ..utils import REPO, random_batch

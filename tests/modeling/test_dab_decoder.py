@@ -8,6 +8,7 @@ from torch import nn
 
 from sd_detr.layers import MLP, inverse_sigmoid
 from sd_detr.modeling.decoder import DABDecoder, EncoderMemory, modulate_spatial_query
+from sd_detr.modeling.structures import Queries
 
 
 def _memory(bsz=1, n=6, d=16, seed=0):
@@ -88,7 +89,7 @@ def test_each_layer_receives_an_anchor_closer_to_the_target_than_the_previous():
     start = torch.rand(1, 5, 4) * 0.8 + 0.1
     target = torch.rand(1, 5, 4) * 0.8 + 0.1
     head = _StepTowards(start, target, layers)
-    out = dec(_memory(), {"tgt": torch.zeros(1, 5, 16), "anchors": start}, box_head=head)
+    out = dec(_memory(), Queries(content=torch.zeros(1, 5, 16), anchors=start), box_head=head)
     assert out.references.shape == (layers, 1, 5, 4) and out.hidden.shape == (layers, 1, 5, 16)
     assert torch.equal(out.references[0], start)
     dist = (out.references - target).abs()  # [L, 1, Q, 4]
@@ -120,7 +121,7 @@ def test_anchor_chain_is_detached_between_layers():
     dec = DABDecoder(num_layers=layers, d_model=16, nhead=2, dim_feedforward=32)
     head = _ShiftedHead(MLP(16, 16, 4, 3), calls=layers - 1)
     anchor_logits = nn.Parameter(torch.randn(1, 5, 4))
-    out = dec(_memory(), {"tgt": torch.zeros(1, 5, 16), "anchors": anchor_logits.sigmoid()}, box_head=head)
+    out = dec(_memory(), Queries(content=torch.zeros(1, 5, 16), anchors=anchor_logits.sigmoid()), box_head=head)
     assert head.calls == layers - 1  # one refinement after every layer but the last
     # the last layer's box loss, its box relative to the anchor it received (as the detector computes it)
     last_box = (head.mlp(out.hidden[-1]) + inverse_sigmoid(out.references[-1], dec.anchor_eps)).sigmoid()
@@ -137,11 +138,11 @@ def test_anchor_chain_is_detached_between_layers():
 def test_without_anchor_update_every_layer_uses_the_initial_anchors():
     dec = DABDecoder(num_layers=3, d_model=16, nhead=2, dim_feedforward=32, update_anchors=False)
     anchors = torch.rand(2, 5, 4) * 0.8 + 0.1
-    out = dec(_memory(bsz=2), {"tgt": torch.zeros(2, 5, 16), "anchors": anchors})
+    out = dec(_memory(bsz=2), Queries(content=torch.zeros(2, 5, 16), anchors=anchors))
     assert torch.equal(out.references, anchors.expand(3, -1, -1, -1))
 
 
 def test_anchor_update_needs_the_box_head():
     dec = DABDecoder(num_layers=2, d_model=16, nhead=2, dim_feedforward=32)
     with pytest.raises(ValueError, match="box_head"):
-        dec(_memory(), {"tgt": torch.zeros(1, 5, 16), "anchors": torch.rand(1, 5, 4)})
+        dec(_memory(), Queries(content=torch.zeros(1, 5, 16), anchors=torch.rand(1, 5, 4)))

@@ -7,6 +7,7 @@ import torch
 
 from sd_detr.layers import MLP, inverse_sigmoid, sine_embedding
 from sd_detr.modeling.decoder import ConditionalDecoderLayer, DisentangledDecoder, DisentangledDecoderLayer
+from sd_detr.modeling.structures import Queries
 
 from ..utils import random_encoder_memory
 
@@ -21,7 +22,7 @@ def _queries(branches, bsz=2, nq=5, seed=1, requires_grad=False):
     g = torch.Generator().manual_seed(seed)
     anchors = torch.cat([torch.rand(bsz, nq, 2, generator=g) * 0.6 + 0.2, torch.rand(bsz, nq, 2, generator=g) * 0.3 + 0.1], -1)
     content = {b: torch.randn(bsz, nq, C, generator=g, requires_grad=requires_grad) for b in branches}
-    return {"anchors": anchors, "content": content}
+    return Queries(anchors=anchors, branch_content=content)
 
 
 def _decoder(branches=("cls", "loc"), shared_self_attn=True, refine=False, layers=2, width="model"):
@@ -40,16 +41,16 @@ def test_box_output_gradient_reaches_the_classification_query_through_the_shared
     q = _queries(("cls", "loc"), requires_grad=True)
     out = _decoder()(_memory(), q)
     _box_head()(out.box_hidden[-1]).sum().backward()
-    assert q["content"]["cls"].grad.abs().sum() > 0
-    assert q["content"]["loc"].grad.abs().sum() > 0
+    assert q.branch_content["cls"].grad.abs().sum() > 0
+    assert q.branch_content["loc"].grad.abs().sum() > 0
 
 
 def test_split_decoder_keeps_the_branches_apart():
     q = _queries(("cls", "loc"), requires_grad=True)
     out = _decoder(shared_self_attn=False)(_memory(), q)
     _box_head()(out.box_hidden[-1]).sum().backward()
-    assert q["content"]["cls"].grad is None or torch.all(q["content"]["cls"].grad == 0)
-    assert q["content"]["loc"].grad.abs().sum() > 0
+    assert q.branch_content["cls"].grad is None or torch.all(q.branch_content["cls"].grad == 0)
+    assert q.branch_content["loc"].grad.abs().sum() > 0
 
 
 def test_shared_self_attention_is_one_attention_over_the_2c_concatenation():
@@ -140,20 +141,20 @@ def test_one_branch_layer_is_conditional_detrs_decoder_layer():
 
 def test_references_are_the_anchors_and_each_branch_reference_is_shifted_by_its_offset():
     q = _queries(("cls", "loc"))
-    q["offsets"] = {"cls": torch.full((2, 5, 2), 0.05), "loc": torch.full((2, 5, 2), -0.03)}
+    q.offsets = {"cls": torch.full((2, 5, 2), 0.05), "loc": torch.full((2, 5, 2), -0.03)}
     out = _decoder()(_memory(), q)
     assert out.references.shape == (2, 2, 5, 4)
-    assert torch.equal(out.references[0], q["anchors"]) and torch.equal(out.references[1], q["anchors"])
+    assert torch.equal(out.references[0], q.anchors) and torch.equal(out.references[1], q.anchors)
     pts = out.extra["reference_points"]
-    assert torch.allclose(pts["cls"][0], (q["anchors"][..., :2] + 0.05).clamp(0, 1))
-    assert torch.allclose(pts["loc"][1], (q["anchors"][..., :2] - 0.03).clamp(0, 1))
+    assert torch.allclose(pts["cls"][0], (q.anchors[..., :2] + 0.05).clamp(0, 1))
+    assert torch.allclose(pts["loc"][1], (q.anchors[..., :2] - 0.03).clamp(0, 1))
 
 
 def test_offsets_change_the_branch_outputs_through_the_positional_embedding():
     q = _queries(("cls", "loc"))
     dec, mem = _decoder(), _memory()
     base = dec(mem, q)
-    q["offsets"] = {"cls": torch.zeros(2, 5, 2), "loc": torch.full((2, 5, 2), 0.1)}
+    q.offsets = {"cls": torch.zeros(2, 5, 2), "loc": torch.full((2, 5, 2), 0.1)}
     moved = dec(mem, q)
     assert not torch.allclose(base.box_hidden, moved.box_hidden)
 
@@ -164,14 +165,14 @@ def test_first_layer_spatial_query_is_the_sine_embedding_of_the_reference():
     seen = {}
     dec.layers[0].cross_attn[1].register_forward_hook(lambda m, args, out: seen.setdefault("spatial", args[3]))
     dec(_memory(), q)
-    assert torch.allclose(seen["spatial"], sine_embedding(q["anchors"][..., :2], C // 2))
+    assert torch.allclose(seen["spatial"], sine_embedding(q.anchors[..., :2], C // 2))
 
 
 def test_anchor_refinement_uses_each_layers_predicted_boxes():
     q = _queries(("cls", "loc"))
     head = _box_head()
     out = _decoder(refine=True, layers=3)(_memory(), q, box_head=head)
-    assert torch.equal(out.references[0], q["anchors"])
+    assert torch.equal(out.references[0], q.anchors)
     for i in range(2):
         expected = (head(out.box_hidden[i]) + inverse_sigmoid(out.references[i])).sigmoid()
         assert torch.allclose(out.references[i + 1], expected, atol=1e-6)

@@ -24,7 +24,7 @@ def test_inference_keeps_topk_over_queries_times_classes_and_rescales_to_output_
     boxes = torch.full((1, q, 4), 0.5)
     boxes[0, 3] = torch.tensor([0.25, 0.5, 0.1, 0.2])  # cx, cy, w, h normalised
 
-    def fake_outputs(batched_inputs):
+    def fake_outputs(batched_inputs, targets=None):
         images, _ = model.preprocess_image(batched_inputs)
         return {"pred_logits": logits, "pred_boxes": boxes}, images, None
 

@@ -4,6 +4,7 @@ import torch
 
 from sd_detr.modeling import EncoderMemory, MiniDetector, MiniDetectorQueries
 from sd_detr.modeling.queries.mini_detector import feature_valid_sizes
+from sd_detr.modeling.structures import Queries
 
 C, K = 32, 3
 
@@ -60,8 +61,8 @@ def test_top_n_selection_takes_the_highest_max_class_scores_among_non_padded_loc
 def test_fewer_valid_locations_than_queries_gives_that_many_queries():
     mem = _memory(valid=((4, 5), (2, 2)))
     queries = MiniDetectorQueries(_detector(), num_queries=10)(mem)
-    assert queries["anchors"].shape == (2, 4, 4)
-    assert not mem.mask.gather(1, queries["index"]).any()
+    assert queries.anchors.shape == (2, 4, 4)
+    assert not mem.mask.gather(1, queries.extra["index"]).any()
 
 
 def test_anchors_and_content_are_the_selected_predictions_detached_and_extra_outputs_keep_gradients():
@@ -69,13 +70,13 @@ def test_anchors_and_content_are_the_selected_predictions_detached_and_extra_out
     init = MiniDetectorQueries(_detector(), num_queries=6, branches=("cls", "loc"), name="mini")
     q = init(mem)
     dense = init.mini_detector(mem)
-    idx = q["index"]
+    idx = q.extra["index"]
     b = torch.arange(2)[:, None]
-    assert torch.allclose(q["anchors"], dense.boxes[b, idx])
-    assert torch.allclose(q["content"]["cls"], dense.features["cls"][b, idx])
-    assert torch.allclose(q["content"]["loc"], dense.features["loc"][b, idx])
-    assert not q["anchors"].requires_grad and not any(c.requires_grad for c in q["content"].values())
-    extra = q["extra_outputs"]["mini"]
+    assert torch.allclose(q.anchors, dense.boxes[b, idx])
+    assert torch.allclose(q.branch_content["cls"], dense.features["cls"][b, idx])
+    assert torch.allclose(q.branch_content["loc"], dense.features["loc"][b, idx])
+    assert not q.anchors.requires_grad and not any(c.requires_grad for c in q.branch_content.values())
+    extra = q.extra_outputs["mini"]
     assert extra["pred_logits"].shape == (2, 20, K) and extra["pred_logits"].requires_grad
     extra["pred_logits"].sum().backward()  # (the box head starts at 0: no gradient through it yet)
     assert mem.memory.grad is not None and mem.memory.grad.abs().sum() > 0
@@ -84,5 +85,5 @@ def test_anchors_and_content_are_the_selected_predictions_detached_and_extra_out
 def test_shared_branch_starts_from_the_encoder_memory_with_padding_zeroed():
     mem = _memory()
     q = MiniDetectorQueries(_detector(), num_queries=3, branches=("shared",))(mem)
-    expected = mem.memory.gather(1, q["index"].unsqueeze(-1).expand(-1, -1, C))
-    assert list(q["content"]) == ["shared"] and torch.allclose(q["content"]["shared"], expected)
+    expected = mem.memory.gather(1, q.extra["index"].unsqueeze(-1).expand(-1, -1, C))
+    assert list(q.branch_content) == ["shared"] and torch.allclose(q.branch_content["shared"], expected)

@@ -180,7 +180,7 @@ def _model_with_fixed_predictions(monkeypatch, boxes):
         logits[0, i, 0] = 5.0 - i
         pred[0, i] = torch.tensor(box)
 
-    def fake_outputs(batched_inputs):
+    def fake_outputs(batched_inputs, targets=None):
         images, _ = model.preprocess_image(batched_inputs)
         return {"pred_logits": logits, "pred_boxes": pred}, images, None
 

@@ -16,6 +16,7 @@ which the branches still meet: the LayerNorm(2C) over the concatenation. That no
 change when the channels of one half are permuted, so a branch's output may then depend on its own
 query only.
 """
+import dataclasses
 import math
 
 import torch
@@ -29,6 +30,7 @@ from sd_detr.modeling import (Assignment, HungarianMatcher, MiniDetector, MiniDe
                               TaskAwareQueryGenerator)
 from sd_detr.modeling.decoder import DisentangledDecoder
 from sd_detr.modeling.losses import box_losses
+from sd_detr.modeling.structures import Queries
 
 from ..utils import REPO, padded_encoder_memory, random_batch, random_encoder_memory, tiny_synthetic_yacs
 
@@ -45,9 +47,9 @@ def _queries(bsz=2, nq=5, seed=1, offsets=True):
     g = torch.Generator().manual_seed(seed)
     anchors = torch.cat([torch.rand(bsz, nq, 2, generator=g) * 0.5 + 0.25,
                          torch.rand(bsz, nq, 2, generator=g) * 0.3 + 0.1], -1)
-    q = {"anchors": anchors, "content": {b: torch.randn(bsz, nq, C, generator=g) for b in ("cls", "loc")}}
+    q = Queries(anchors=anchors, branch_content={b: torch.randn(bsz, nq, C, generator=g) for b in ("cls", "loc")})
     if offsets:
-        q["offsets"] = {b: (torch.rand(bsz, nq, 2, generator=g) - 0.5) * 0.2 for b in ("cls", "loc")}
+        q.offsets = {b: (torch.rand(bsz, nq, 2, generator=g) - 0.5) * 0.2 for b in ("cls", "loc")}
     return q
 
 
@@ -81,11 +83,9 @@ def _permute_channels(x, seed=7):
     return x[..., torch.randperm(x.shape[-1], generator=torch.Generator().manual_seed(seed))]
 
 
-def _with(q, branch, key, value):
-    """A copy of the queries with ``q[key][branch]`` replaced."""
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in q.items()}
-    out[key][branch] = value
-    return out
+def _with(q, branch, field, value):
+    """A copy of the queries with ``getattr(q, field)[branch]`` replaced (the others shared)."""
+    return dataclasses.replace(q, **{field: {**getattr(q, field), branch: value}})
 
 
 def _tiny_model():
@@ -114,8 +114,8 @@ def test_each_branch_continues_from_its_own_half_of_the_shared_self_attention():
     dec, mem = _silence_self_attention(_decoder(layers=2)), _memory()
     q = _queries()
     base = dec(mem, q)
-    loc_permuted = dec(mem, _with(q, "loc", "content", _permute_channels(q["content"]["loc"])))
-    cls_permuted = dec(mem, _with(q, "cls", "content", _permute_channels(q["content"]["cls"])))
+    loc_permuted = dec(mem, _with(q, "loc", "branch_content", _permute_channels(q.branch_content["loc"])))
+    cls_permuted = dec(mem, _with(q, "cls", "branch_content", _permute_channels(q.branch_content["cls"])))
     # the LayerNorm(2C) statistics are unchanged, so the other branch must be exactly unchanged
     assert torch.allclose(loc_permuted.hidden, base.hidden, atol=1e-5)
     assert torch.allclose(cls_permuted.box_hidden, base.box_hidden, atol=1e-5)
@@ -131,8 +131,8 @@ def test_shared_self_attention_reads_the_cls_then_loc_content_and_their_own_posi
     seen = {}
     dec.layers[0].self_attn[0].register_forward_pre_hook(lambda m, args: seen.update(x=args[0], pos=args[1]))
     dec(mem, q)
-    refs = {b: (q["anchors"][..., :2] + q["offsets"][b]).clamp(0, 1) for b in ("cls", "loc")}
-    assert torch.allclose(seen["x"], torch.cat([q["content"]["cls"], q["content"]["loc"]], -1))
+    refs = {b: (q.anchors[..., :2] + q.offsets[b]).clamp(0, 1) for b in ("cls", "loc")}
+    assert torch.allclose(seen["x"], torch.cat([q.branch_content["cls"], q.branch_content["loc"]], -1))
     expected_pos = torch.cat([sine_embedding(refs["cls"], C // 2), sine_embedding(refs["loc"], C // 2)], -1)
     assert torch.allclose(seen["pos"], expected_pos, atol=1e-6)
 
@@ -151,7 +151,7 @@ def test_each_branch_spatial_query_is_its_own_reference_embedding_scaled_by_its_
         layer.register_forward_hook(lambda m, args, out: outputs.append(out))
     dec(mem, q)
     for b, name in enumerate(("cls", "loc")):
-        pe = sine_embedding((q["anchors"][..., :2] + q["offsets"][name]).clamp(0, 1), C // 2)
+        pe = sine_embedding((q.anchors[..., :2] + q.offsets[name]).clamp(0, 1), C // 2)
         assert torch.allclose(spatial[(0, b)], pe, atol=1e-6)  # x1 in the first layer (Conditional DETR)
         scaled = pe * dec.query_scale[b](outputs[0][b])
         assert torch.allclose(spatial[(1, b)], scaled, atol=1e-5)
@@ -164,14 +164,14 @@ def test_a_branch_position_embedding_follows_its_own_reference_offset_only():
     dec, mem = _decouple_branches(_decoder(layers=2)), _memory()
     q = _queries()
     base = dec(mem, q)
-    loc_moved = dec(mem, _with(q, "loc", "offsets", q["offsets"]["loc"] + 0.1))
-    cls_moved = dec(mem, _with(q, "cls", "offsets", q["offsets"]["cls"] - 0.1))
+    loc_moved = dec(mem, _with(q, "loc", "offsets", q.offsets["loc"] + 0.1))
+    cls_moved = dec(mem, _with(q, "cls", "offsets", q.offsets["cls"] - 0.1))
     assert (loc_moved.box_hidden - base.box_hidden).abs().max() > 1e-3
     assert torch.allclose(loc_moved.hidden, base.hidden, atol=1e-5)
     assert (cls_moved.hidden - base.hidden).abs().max() > 1e-3
     assert torch.allclose(cls_moved.box_hidden, base.box_hidden, atol=1e-5)
     pts = loc_moved.extra["reference_points"]
-    assert torch.allclose(pts["loc"][1], (q["anchors"][..., :2] + q["offsets"]["loc"] + 0.1).clamp(0, 1))
+    assert torch.allclose(pts["loc"][1], (q.anchors[..., :2] + q.offsets["loc"] + 0.1).clamp(0, 1))
 
 
 def test_reference_offsets_are_trained_through_the_decoder():
@@ -179,10 +179,10 @@ def test_reference_offsets_are_trained_through_the_decoder():
     localisation offset would then never learn from the box loss)."""
     dec, mem, q = _decoder(layers=2), _memory(), _queries()
     for b in ("cls", "loc"):
-        q["offsets"][b].requires_grad_(True)
+        q.offsets[b].requires_grad_(True)
     out = dec(mem, q)
-    (g_loc,) = torch.autograd.grad(out.box_hidden[-1].pow(2).sum(), [q["offsets"]["loc"]], retain_graph=True)
-    (g_cls,) = torch.autograd.grad(out.hidden[-1].pow(2).sum(), [q["offsets"]["cls"]])
+    (g_loc,) = torch.autograd.grad(out.box_hidden[-1].pow(2).sum(), [q.offsets["loc"]], retain_graph=True)
+    (g_cls,) = torch.autograd.grad(out.hidden[-1].pow(2).sum(), [q.offsets["cls"]])
     assert g_loc.abs().sum() > 0 and g_cls.abs().sum() > 0
 
 
@@ -190,8 +190,8 @@ def test_references_are_clamped_to_the_image():
     """Bug caught: a reference pushed outside [0, 1] by its offset is not clamped (its sine embedding
     would wrap around to the other side of the image)."""
     dec, mem, q = _decoder(layers=1), _memory(), _queries()
-    q["offsets"]["loc"] = torch.full_like(q["offsets"]["loc"], 0.9)
-    q["offsets"]["cls"] = torch.full_like(q["offsets"]["cls"], -0.9)
+    q.offsets["loc"] = torch.full_like(q.offsets["loc"], 0.9)
+    q.offsets["cls"] = torch.full_like(q.offsets["cls"], -0.9)
     pts = dec(mem, q).extra["reference_points"]
     assert torch.all(pts["loc"] == 1.0) and torch.all(pts["cls"] == 0.0)
 
@@ -223,13 +223,13 @@ def test_each_branch_reference_offset_is_its_own_points_mean_offset_with_gradien
             head.mlp.layers[-1].weight.normal_(0, 0.5)
     g = torch.Generator().manual_seed(1)
     anchors = torch.cat([torch.rand(2, 5, 2, generator=g) * 0.5 + 0.25, torch.rand(2, 5, 2, generator=g) * 0.3 + 0.1], -1)
-    out = taq(_taq_memory(), anchors, {b: torch.zeros(2, 5, C) for b in ("cls", "loc")})
+    out = taq(_taq_memory(), Queries(anchors=anchors, branch_content={b: torch.zeros(2, 5, C) for b in ("cls", "loc")}))
     for b, other in (("cls", "loc"), ("loc", "cls")):
-        assert out["offsets"][b].requires_grad and out["points"][b].requires_grad
-        target = out["offsets"][b].pow(2).sum()
+        assert out.offsets[b].requires_grad and out.points[b].requires_grad
+        target = out.offsets[b].pow(2).sum()
         assert _grad_norm(target, list(taq.point_heads[b].parameters())) > 0
         assert _grad_norm(target, list(taq.point_heads[other].parameters())) == 0
-        assert _grad_norm(out["points"][b].pow(2).sum(), list(taq.point_heads[b].parameters())) > 0
+        assert _grad_norm(out.points[b].pow(2).sum(), list(taq.point_heads[b].parameters())) > 0
 
 
 # ------------------------------------------------------------------ the detector: heads read their branch
@@ -272,7 +272,7 @@ def test_the_loc_reference_offset_alone_moves_the_predicted_boxes():
         mem = model.encode(images, mask)
         q = model.query_init(mem)
         base = model.predict(model.decoder(mem, q))
-        moved = model.predict(model.decoder(mem, _with(q, "loc", "offsets", q["offsets"]["loc"] + 0.05)))
+        moved = model.predict(model.decoder(mem, _with(q, "loc", "offsets", q.offsets["loc"] + 0.05)))
     assert (moved["pred_boxes"] - base["pred_boxes"]).abs().max() > 1e-6
     assert torch.equal(moved["pred_logits"], base["pred_logits"])
 
@@ -298,15 +298,15 @@ def test_perturbing_padded_memory_cannot_change_the_anchors_or_the_queries():
     noisy.memory = torch.where(mem.mask[..., None], 50 * torch.randn(mem.memory.shape, generator=g), mem.memory)
     with torch.no_grad():
         a, b = init(mem), init(noisy)
-    assert not mem.mask.gather(1, a["index"]).any()  # all six valid cells of image 1, none of its padding
-    assert torch.equal(a["index"], b["index"])
-    assert torch.allclose(a["anchors"], b["anchors"])
+    assert not mem.mask.gather(1, a.extra["index"]).any()  # all six valid cells of image 1, none of its padding
+    assert torch.equal(a.extra["index"], b.extra["index"])
+    assert torch.allclose(a.anchors, b.anchors)
     valid = ~mem.mask
-    assert torch.allclose(a["extra_outputs"]["mini_detector"]["pred_logits"][valid],
-                          b["extra_outputs"]["mini_detector"]["pred_logits"][valid], atol=1e-5)
-    for key in ("content", "offsets"):
+    assert torch.allclose(a.extra_outputs["mini_detector"]["pred_logits"][valid],
+                          b.extra_outputs["mini_detector"]["pred_logits"][valid], atol=1e-5)
+    for key in ("branch_content", "offsets"):
         for branch in ("cls", "loc"):
-            assert torch.allclose(a[key][branch], b[key][branch], atol=1e-5), (key, branch)
+            assert torch.allclose(getattr(a, key)[branch], getattr(b, key)[branch], atol=1e-5), (key, branch)
 
 
 # ------------------------------------------------------------------ TAL and repeats from the configs

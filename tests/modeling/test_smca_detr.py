@@ -8,8 +8,9 @@ from detectron2.modeling import build_model
 from sd_detr.config import add_smca_detr_config
 from sd_detr.layers import inverse_sigmoid
 from sd_detr.modeling import IntraMultiScaleEncoder, SMCADecoder, SMCADETR
-from sd_detr.modeling.decoder.base import EncoderMemory
+from sd_detr.modeling.structures import EncoderMemory
 from sd_detr.modeling.decoder.smca import memory_levels
+from sd_detr.modeling.structures import Queries
 
 from ..utils import REPO, random_batch, shrink_model_config, tiny_synthetic_yacs
 
@@ -71,7 +72,7 @@ def test_centre_is_in_feature_cells_of_each_unpadded_image_and_is_every_layers_r
         original = layer.spatial_prior
         layer.spatial_prior = lambda tgt, pos, center, f=original: seen.append(center) or f(tgt, pos, center)
     mem = _memory([[100, 160], [128, 96]])  # (h, w) of two differently sized images
-    queries = {"tgt": torch.zeros(2, 3, 16), "query_pos": torch.randn(2, 3, 16)}
+    queries = Queries(content=torch.zeros(2, 3, 16), pos=torch.randn(2, 3, 16))
     out = dec(mem, queries)
     expected = torch.tensor([[0.25 * 160 / 32, 0.75 * 100 / 32], [0.25 * 96 / 32, 0.75 * 128 / 32]])
     assert len(seen) == 2

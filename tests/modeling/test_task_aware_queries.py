@@ -5,6 +5,7 @@ from torchvision.ops import roi_align
 
 from sd_detr.modeling import EncoderMemory, TaskAwareQueryGenerator
 from sd_detr.modeling.queries.task_aware import bilinear_sample, boxes_to_feature_cells
+from sd_detr.modeling.structures import Queries
 
 C = 16
 
@@ -68,21 +69,21 @@ def test_points_stay_inside_their_anchor_boxes():
     mem, anchors = _memory(), _anchors()
     taq = _generator(num_points=6)
     content = {b: torch.zeros(2, 5, C) for b in ("cls", "loc")}
-    out = taq(mem, anchors, content)
+    out = taq(mem, Queries(anchors=anchors, branch_content=content))
     for b in ("cls", "loc"):
-        pts = out["points"][b]  # [B, Q, M, 2]
+        pts = out.points[b]  # [B, Q, M, 2]
         lo = (anchors[..., None, :2] - anchors[..., None, 2:] / 2)
         hi = (anchors[..., None, :2] + anchors[..., None, 2:] / 2)
         assert ((pts > lo) & (pts < hi)).all()
         assert pts.std(dim=2).min() > 0  # the points of a box differ
-    assert not torch.allclose(out["points"]["cls"], out["points"]["loc"])  # each branch has its own points
+    assert not torch.allclose(out.points["cls"], out.points["loc"])  # each branch has its own points
 
 
 def test_untrained_points_form_a_ring_around_the_centre_with_zero_mean_offset():
     mem, anchors = _memory(), _anchors()
-    out = _generator(num_points=4, randomise=False)(mem, anchors, {b: torch.zeros(2, 5, C) for b in ("cls", "loc")})
-    assert torch.allclose(out["offsets"]["cls"], torch.zeros(2, 5, 2), atol=1e-6)
-    first = out["points"]["loc"][..., 0, :]  # angle 0: half-way to the right edge
+    out = _generator(num_points=4, randomise=False)(mem, Queries(anchors=anchors, branch_content={b: torch.zeros(2, 5, C) for b in ("cls", "loc")}))
+    assert torch.allclose(out.offsets["cls"], torch.zeros(2, 5, 2), atol=1e-6)
+    first = out.points["loc"][..., 0, :]  # angle 0: half-way to the right edge
     expected = anchors[..., :2] + torch.stack([anchors[..., 2] / 4, torch.zeros_like(anchors[..., 2])], -1)
     assert torch.allclose(first, expected, atol=1e-6)
 
@@ -91,15 +92,15 @@ def test_content_is_updated_by_the_mean_point_feature_and_the_offset_is_the_mean
     mem, anchors = _memory(), _anchors()
     taq = _generator(num_points=5)
     content = {b: torch.randn(2, 5, C) for b in ("cls", "loc")}
-    out = taq(mem, anchors, content)
+    out = taq(mem, Queries(anchors=anchors, branch_content=content))
     fmap = mem.as_map(mem.memory.masked_fill(mem.mask.unsqueeze(-1), 0))
     valid = torch.tensor([[8.0, 6.0], [5.0, 4.0]])
     for b in ("cls", "loc"):
-        pts = out["points"][b]
+        pts = out.points[b]
         mean_feat = bilinear_sample(fmap, pts, valid).mean(2)
         expected = taq.content_norm[b](content[b] + taq.content_proj[b](mean_feat))
-        assert torch.allclose(out["content"][b], expected, atol=1e-6)
-        assert torch.allclose(out["offsets"][b], (pts - anchors[..., None, :2]).mean(2), atol=1e-6)
+        assert torch.allclose(out.branch_content[b], expected, atol=1e-6)
+        assert torch.allclose(out.offsets[b], (pts - anchors[..., None, :2]).mean(2), atol=1e-6)
 
 
 def test_roi_features_are_roi_align_of_the_anchor_in_feature_cells():
@@ -119,8 +120,8 @@ def test_roi_features_are_roi_align_of_the_anchor_in_feature_cells():
 def test_sampling_positions_receive_gradients():
     mem, anchors = _memory(), _anchors()
     taq = _generator()
-    out = taq(mem, anchors, {b: torch.zeros(2, 5, C) for b in ("cls", "loc")})
+    out = taq(mem, Queries(anchors=anchors, branch_content={b: torch.zeros(2, 5, C) for b in ("cls", "loc")}))
     g = torch.Generator().manual_seed(3)
-    sum((v * torch.randn(v.shape, generator=g)).sum() for v in out["content"].values()).backward()
+    sum((v * torch.randn(v.shape, generator=g)).sum() for v in out.branch_content.values()).backward()
     for head in taq.point_heads.values():
         assert head.mlp.layers[-1].weight.grad.abs().sum() > 0

@@ -1,4 +1,4 @@
-from .base import DecoderOutput, EncoderMemory
+from ..structures import DecoderOutput, EncoderMemory
 from .conditional import ConditionalDecoder, ConditionalDecoderLayer
 from .dab import DABDecoder, modulate_spatial_query
 from .disentangled import DisentangledDecoder, DisentangledDecoderLayer

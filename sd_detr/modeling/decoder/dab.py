@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ...layers import MLP, inverse_sigmoid, sine_embedding
-from .base import DecoderOutput, EncoderMemory
+from ..structures import DecoderOutput, EncoderMemory, Queries, self_attn_bias
 from .conditional import ConditionalDecoderLayer
 
 
@@ -100,8 +100,9 @@ class DABDecoder(nn.Module):
             spatial = modulate_spatial_query(spatial, anchors, self.ref_anchor_head(tgt).sigmoid())
         return query_pos, spatial
 
-    def forward(self, mem: EncoderMemory, queries: dict, box_head: Optional[nn.Module] = None) -> DecoderOutput:
-        tgt, anchors = queries["tgt"], queries["anchors"]
+    def forward(self, mem: EncoderMemory, queries: Queries, box_head: Optional[nn.Module] = None) -> DecoderOutput:
+        tgt, anchors = queries.require(type(self).__name__, "content", "anchors")
+        bias = self_attn_bias(queries.self_attn_mask, tgt.dtype)
         if anchors.shape[-1] != 4:
             raise ValueError(f"DABDecoder needs 4-D anchors (cx, cy, w, h), got shape {tuple(anchors.shape)}")
         if self.update_anchors and box_head is None:
@@ -111,7 +112,7 @@ class DABDecoder(nn.Module):
         for i, layer in enumerate(self.layers):
             references.append(reference)
             query_pos, spatial = self.positional_queries(tgt, anchors, i)
-            tgt = layer(tgt, query_pos, spatial, mem)
+            tgt = layer(tgt, query_pos, spatial, mem, bias)
             hidden.append(self.norm(tgt))
             if self.update_anchors and i < len(self.layers) - 1:
                 reference = (box_head(tgt) + inverse_sigmoid(anchors, self.anchor_eps)).sigmoid()

@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from ...attention import ConditionalCrossAttention, ConditionalSelfAttention
 from ...layers import FFN, MLP, inverse_sigmoid, sine_embedding
-from .base import DecoderOutput, EncoderMemory
+from ..structures import DecoderOutput, EncoderMemory, Queries, self_attn_bias
 
 # width of the attention inside a self-attention: C ("model") or that of its input ("full": 2C when shared)
 SELF_ATTN_WIDTHS = ("model", "full")
@@ -50,7 +50,7 @@ class DisentangledDecoderLayer(nn.Module):
 
     forward(tgts: list of [B, Q, C] per branch, query_pos: list of [B, Q, C] (self-attention
     positional embeddings), spatial: list of [B, Q, C] (cross-attention spatial queries before their
-    projection), mem) -> list of [B, Q, C].
+    projection), mem, self_attn_bias [Q, Q] additive or None) -> list of [B, Q, C].
 
     ``self_attn_width``: ``"model"`` (attention at C channels) or ``"full"`` (at the width of the
     self-attention's input: 2C for the shared one); see the module docstring.
@@ -82,15 +82,16 @@ class DisentangledDecoderLayer(nn.Module):
         self.norm2 = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(num_branches))
         self.ffn = nn.ModuleList(FFN(d_model, dim_feedforward, dropout, activation) for _ in range(num_branches))
 
-    def _self_attention(self, i: int, x: Tensor, pos: Tensor) -> Tensor:
-        return self.norm1[i](x + self.dropout1[i](self.self_attn[i](x, pos)))
+    def _self_attention(self, i: int, x: Tensor, pos: Tensor, bias: Optional[Tensor]) -> Tensor:
+        return self.norm1[i](x + self.dropout1[i](self.self_attn[i](x, pos, bias)))
 
-    def forward(self, tgts: List[Tensor], query_pos: List[Tensor], spatial: List[Tensor], mem: EncoderMemory) -> List[Tensor]:
+    def forward(self, tgts: List[Tensor], query_pos: List[Tensor], spatial: List[Tensor], mem: EncoderMemory,
+                self_attn_bias: Optional[Tensor] = None) -> List[Tensor]:
         if self.shared_self_attn:
-            joint = self._self_attention(0, torch.cat(tgts, dim=-1), torch.cat(query_pos, dim=-1))
+            joint = self._self_attention(0, torch.cat(tgts, dim=-1), torch.cat(query_pos, dim=-1), self_attn_bias)
             tgts = list(joint.split(self.d_model, dim=-1))
         else:
-            tgts = [self._self_attention(b, t, p) for b, (t, p) in enumerate(zip(tgts, query_pos))]
+            tgts = [self._self_attention(b, t, p, self_attn_bias) for b, (t, p) in enumerate(zip(tgts, query_pos))]
         out = []
         for b, tgt in enumerate(tgts):
             ca = self.cross_attn[b](tgt, mem.memory, mem.pos, spatial[b], key_padding_mask=mem.mask)
@@ -102,9 +103,10 @@ class DisentangledDecoderLayer(nn.Module):
 class DisentangledDecoder(nn.Module):
     """L :class:`DisentangledDecoderLayer` on anchor-box queries.
 
-    Input queries (from :class:`~sd_detr.modeling.queries.MiniDetectorQueries`): ``anchors`` [B, Q, 4]
-    normalised cxcywh, ``content`` {branch: [B, Q, C]}, optional ``offsets`` {branch: [B, Q, 2]}
-    (task-aware reference offsets from the anchor centre, normalised image units).
+    Input :class:`Queries` (from :class:`~sd_detr.modeling.queries.MiniDetectorQueries`): ``anchors``
+    [B, Q, 4] normalised cxcywh, ``branch_content`` {branch: [B, Q, C]}, optional ``offsets`` {branch:
+    [B, Q, 2]} (task-aware reference offsets from the anchor centre, normalised image units) and
+    ``self_attn_mask``.
 
     Per layer and branch the reference point is ``anchor centre + offset`` (clamped to [0, 1]), its sine
     embedding PE is the self-attention positional embedding, and ``PE * query_scale(branch output)``
@@ -151,12 +153,17 @@ class DisentangledDecoder(nn.Module):
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
 
-    def forward(self, mem: EncoderMemory, queries: dict, box_head: Optional[nn.Module] = None) -> DecoderOutput:
+    def forward(self, mem: EncoderMemory, queries: Queries, box_head: Optional[nn.Module] = None) -> DecoderOutput:
         if self.refine_anchors and box_head is None:
             raise ValueError("DisentangledDecoder: refine_anchors needs the detector's box_head")
-        anchors = queries["anchors"]
-        offsets = queries.get("offsets") or {}
-        tgts = [queries["content"][b] for b in self.branches]
+        anchors, content = queries.require(type(self).__name__, "anchors", "branch_content")
+        missing = [b for b in self.branches if b not in content]
+        if missing:
+            raise ValueError(f"DisentangledDecoder: no content queries for branch(es) {missing}; the query "
+                             f"initialiser made {sorted(content)}")
+        offsets = queries.offsets
+        tgts = [content[b] for b in self.branches]
+        bias = self_attn_bias(queries.self_attn_mask, anchors.dtype)
         hidden = [[] for _ in self.branches]
         references, points = [], [[] for _ in self.branches]
         last = len(self.layers) - 1
@@ -168,7 +175,7 @@ class DisentangledDecoder(nn.Module):
                 spatial = query_pos
             else:
                 spatial = [p * self.query_scale[b](t) for b, (p, t) in enumerate(zip(query_pos, tgts))]
-            tgts = layer(tgts, query_pos, spatial, mem)
+            tgts = layer(tgts, query_pos, spatial, mem, bias)
             normed = [self.norm[b](t) for b, t in enumerate(tgts)]
             for b in range(len(self.branches)):
                 hidden[b].append(normed[b])

@@ -30,7 +30,7 @@ from ...attention.gaussian import GaussianCrossAttention, feature_grid, gaussian
 from ...attention.multihead import MultiheadAttention
 from ...attention.scale_selection import ScaleSelectionAttention
 from ...layers import FFN, MLP, Linear
-from .base import DecoderOutput, EncoderMemory
+from ..structures import DecoderOutput, EncoderMemory, Queries, self_attn_bias
 
 SCALE_MODES = ("indep", "single", "fixed")
 
@@ -128,10 +128,11 @@ class SMCADecoderLayer(nn.Module):
         alpha = self.scale_select(x).softmax(-1) if self.scale_select is not None else None
         return centers, scales, alpha
 
-    def forward(self, tgt: Tensor, query_pos: Tensor, center: Tensor, levels: List[MemoryLevel]) -> Tensor:
+    def forward(self, tgt: Tensor, query_pos: Tensor, center: Tensor, levels: List[MemoryLevel],
+                self_attn_bias: Optional[Tensor] = None) -> Tensor:
         centers, scales, alpha = self.spatial_prior(tgt, query_pos, center)
         q = k = tgt + query_pos
-        tgt = self.norm1(tgt + self.dropout1(self.self_attn(q, k, tgt)))
+        tgt = self.norm1(tgt + self.dropout1(self.self_attn(q, k, tgt, attn_bias=self_attn_bias)))
         query = tgt + query_pos
         biases = [gaussian_log_weights(centers, scales, lvl.grid, self.beta) for lvl in levels]
         if self.num_levels == 1:
@@ -147,8 +148,8 @@ class SMCADecoderLayer(nn.Module):
 class SMCADecoder(nn.Module):
     """L :class:`SMCADecoderLayer` around one centre per object query.
 
-    Input queries (from :class:`~sd_detr.modeling.queries.LearnedQueries`): ``tgt`` [B, Q, C] (zeros) and
-    ``query_pos`` [B, Q, C] (the learned object queries). Needs ``mem.image_sizes`` (unpadded (h, w) of
+    Input :class:`Queries` (from :class:`~sd_detr.modeling.queries.LearnedQueries`): ``content`` [B, Q, C]
+    (zeros), ``pos`` [B, Q, C] (the learned object queries), optional ``self_attn_mask``. Needs ``mem.image_sizes`` (unpadded (h, w) of
     each image): the centre is normalised to the image, not to the padded batch.
 
     Output: :class:`DecoderOutput` with ``references`` [L, B, Q, 2] = the normalised centre (the same in
@@ -181,8 +182,9 @@ class SMCADecoder(nn.Module):
         for layer in self.layers:
             layer.reset_scale_head()
 
-    def forward(self, mem: EncoderMemory, queries: dict, box_head: Optional[nn.Module] = None) -> DecoderOutput:
-        tgt, query_pos = queries["tgt"], queries["query_pos"]
+    def forward(self, mem: EncoderMemory, queries: Queries, box_head: Optional[nn.Module] = None) -> DecoderOutput:
+        tgt, query_pos = queries.require(type(self).__name__, "content", "pos")
+        bias = self_attn_bias(queries.self_attn_mask, tgt.dtype)
         levels = memory_levels(mem)
         if len(levels) != self.num_levels:
             raise ValueError(f"SMCADecoder built for {self.num_levels} feature levels got a memory of {len(levels)}")
@@ -192,7 +194,7 @@ class SMCADecoder(nn.Module):
         center = center_logits.sigmoid() * image_wh[:, None, :] / mem.stride  # grid units
         hidden = []
         for layer in self.layers:
-            tgt = layer(tgt, query_pos, center, levels)
+            tgt = layer(tgt, query_pos, center, levels, bias)
             hidden.append(self.norm(tgt))
         n = len(self.layers)
         return DecoderOutput(

@@ -16,7 +16,7 @@ from detectron2.structures import Boxes, ImageList, Instances
 from torch import Tensor, nn
 
 from ...layers import MLP, Linear, box_cxcywh_to_xyxy, box_xyxy_to_cxcywh, inverse_sigmoid
-from ..decoder.base import DecoderOutput, EncoderMemory
+from ..structures import DecoderOutput, EncoderMemory, Queries
 
 IMAGENET_MEAN_RGB = (123.675, 116.280, 103.530)
 IMAGENET_STD_RGB = (58.395, 57.120, 57.375)
@@ -33,8 +33,10 @@ class DETRDetector(nn.Module):
         in_feature: the backbone output to encode ("res5"; "res4" for tiny models).
         position_embedding: maps the [B, H, W] padding mask to [B, C, H, W].
         encoder: [B, N, C] features, pos, mask -> [B, N, C] memory.
-        query_init: :class:`EncoderMemory` -> dict of decoder queries (may add "extra_outputs", e.g. a
-            mini-detector's predictions for the criterion).
+        query_init: (:class:`EncoderMemory`, targets or None) -> :class:`Queries` (its
+            ``extra_outputs``, e.g. a mini-detector's predictions, go to the criterion). ``targets``
+            (training only: the ground truth of :meth:`prepare_targets`) lets a generator make queries
+            from them, e.g. DN-DETR's noised boxes.
         decoder: (memory, queries, box_head) -> :class:`DecoderOutput`.
         criterion: (outputs, targets) -> dict of weighted losses.
         num_classes: K foreground classes (sigmoid scores).
@@ -187,21 +189,26 @@ class DETRDetector(nn.Module):
         boxes = torch.cat([delta[..., :r] + ref, delta[..., r:]], dim=-1).sigmoid()
         return {"pred_logits": logits, "pred_boxes": boxes}
 
-    def forward_outputs(self, batched_inputs: List[dict]):
+    def forward_outputs(self, batched_inputs: List[dict], targets: Optional[List[dict]] = None):
         """Everything up to the per-layer predictions. Returns (outputs, images, decoder output); the
-        decoder output's ``extra["memory"]`` is the :class:`EncoderMemory` (for tools)."""
+        decoder output's ``extra["memory"]`` is the :class:`EncoderMemory` and ``extra["queries"]`` the
+        :class:`Queries` (for tools). ``targets`` go to the query initialiser."""
         images, mask = self.preprocess_image(batched_inputs)
         mem = self.encode(images, mask)
-        queries = self.query_init(mem)
+        queries = self.query_init(mem, targets)
+        if not isinstance(queries, Queries):
+            raise TypeError(f"{type(self).__name__}: query_init {type(self.query_init).__name__} returned "
+                            f"{type(queries).__name__}, expected sd_detr.modeling.structures.Queries")
         dec = self.decoder(mem, queries, box_head=self.bbox_embed)
         dec.extra.setdefault("memory", mem)
+        dec.extra.setdefault("queries", queries)
         pred = self.predict(dec)
         outputs = {"pred_logits": pred["pred_logits"][-1], "pred_boxes": pred["pred_boxes"][-1]}
         if self.aux_loss:
             outputs["aux_outputs"] = [
                 {"pred_logits": a, "pred_boxes": b} for a, b in zip(pred["pred_logits"][:-1], pred["pred_boxes"][:-1])
             ]
-        extra = dict(queries.get("extra_outputs", {}))
+        extra = dict(queries.extra_outputs)
         extra.update(dec.extra.get("extra_outputs", {}))
         if extra:
             outputs["extra_outputs"] = extra
@@ -220,9 +227,10 @@ class DETRDetector(nn.Module):
             for x in batched_inputs:
                 if "instances" not in x:
                     raise KeyError(f"{type(self).__name__}: training input {x.get('file_name', '')!r} has no 'instances'")
-        outputs, images, _ = self.forward_outputs(batched_inputs)
+        targets = self.prepare_targets(batched_inputs) if self.training else None
+        outputs, images, _ = self.forward_outputs(batched_inputs, targets)
         if self.training:
-            return self.criterion(outputs, self.prepare_targets(batched_inputs))
+            return self.criterion(outputs, targets)
         results = self.inference(outputs["pred_logits"], outputs["pred_boxes"], images.image_sizes)
         processed = []
         for res, x, size in zip(results, batched_inputs, images.image_sizes):

@@ -9,7 +9,7 @@ from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.structures import ImageList
 from torch import Tensor, nn
 
-from ..decoder.base import EncoderMemory
+from ..structures import EncoderMemory
 from ..decoder.smca import SMCADecoder
 from ..encoder_multiscale import IntraMultiScaleEncoder
 from ..queries import LearnedQueries

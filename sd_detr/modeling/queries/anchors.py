@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ...layers import inverse_sigmoid
-from ..decoder.base import EncoderMemory
+from ..structures import EncoderMemory, Queries
 
 
 class AnchorQueries(nn.Module):
@@ -29,8 +29,8 @@ class AnchorQueries(nn.Module):
             Weight decay still shrinks frozen centre logits (by x(1 - lr * wd) per step) since they
             share a parameter tensor with w, h.
 
-    forward(mem) -> {"tgt": [B, Q', C] content queries (zeros, or the patterns),
-    "anchors": [B, Q', 4] normalised (cx, cy, w, h)} with Q' = num_queries * max(1, num_patterns).
+    forward(mem, targets=None) -> :class:`Queries` with ``content`` [B, Q', C] (zeros, or the patterns)
+    and ``anchors`` [B, Q', 4] normalised (cx, cy, w, h), Q' = num_queries * max(1, num_patterns).
     """
 
     def __init__(self, num_queries: int = 300, d_model: int = 256, num_patterns: int = 0,
@@ -57,7 +57,7 @@ class AnchorQueries(nn.Module):
             w = torch.cat([w[:, :2].detach(), w[:, 2:]], dim=1)
         return w
 
-    def forward(self, mem: EncoderMemory) -> dict:
+    def forward(self, mem: EncoderMemory, targets=None) -> Queries:
         bsz = mem.memory.shape[0]
         anchors = self.anchor_logits().sigmoid()  # [Q, 4]
         if self.patterns is None:
@@ -66,7 +66,5 @@ class AnchorQueries(nn.Module):
             # pattern-major: rows p * Q + q = (pattern p, anchor q)
             tgt = self.patterns.weight[:, None, :].expand(-1, self.num_queries, -1).flatten(0, 1)
             anchors = anchors.repeat(self.num_patterns, 1)
-        return {
-            "tgt": tgt.unsqueeze(0).expand(bsz, -1, -1).to(mem.memory.dtype),
-            "anchors": anchors.unsqueeze(0).expand(bsz, -1, -1),
-        }
+        return Queries(content=tgt.unsqueeze(0).expand(bsz, -1, -1).to(mem.memory.dtype),
+                       anchors=anchors.unsqueeze(0).expand(bsz, -1, -1))

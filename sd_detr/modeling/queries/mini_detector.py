@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ...layers import MLP, Linear, inverse_sigmoid
-from ..decoder.base import EncoderMemory
+from ..structures import EncoderMemory, Queries
 
 
 def feature_valid_sizes(mem: EncoderMemory) -> Tensor:
@@ -140,10 +140,10 @@ class MiniDetectorQueries(nn.Module):
         name: key of the mini-detector's predictions in ``"extra_outputs"`` (its loss weight is the
             criterion's ``extra_stage_weights[name]``).
 
-    forward(mem) -> {"anchors": [B, N, 4] normalised cxcywh, "content": {branch: [B, N, C]},
-    "offsets": {branch: [B, N, 2]} (task-aware reference offsets, only with ``task_aware``),
-    "points": {branch: [B, N, M, 2]} (idem), "index": [B, N] selected locations,
-    "extra_outputs": {name: {"pred_logits": [B, H*W, K], "pred_boxes": [B, H*W, 4]}}}.
+    forward(mem, targets=None) -> :class:`Queries` with ``anchors`` [B, N, 4] normalised cxcywh,
+    ``branch_content`` {branch: [B, N, C]}, ``offsets`` {branch: [B, N, 2]} and ``points`` {branch:
+    [B, N, M, 2]} (task-aware, only with ``task_aware``), ``extra["index"]`` [B, N] the selected
+    locations, ``extra_outputs`` {name: {"pred_logits": [B, H*W, K], "pred_boxes": [B, H*W, 4]}}.
     """
 
     CONTENT_SOURCES = {"cls": "cls", "loc": "loc"}
@@ -167,7 +167,7 @@ class MiniDetectorQueries(nn.Module):
         k = min(self.num_queries, int((~mask).sum(1).min()))
         return score.topk(max(k, 1), dim=1).indices
 
-    def forward(self, mem: EncoderMemory) -> dict:
+    def forward(self, mem: EncoderMemory, targets=None) -> Queries:
         dense = self.mini_detector(mem)
         index = self.select(dense.logits, mem.mask)
 
@@ -176,8 +176,8 @@ class MiniDetectorQueries(nn.Module):
 
         anchors = gather(dense.boxes)
         content = {b: gather(dense.features[self.CONTENT_SOURCES.get(b, "memory")]) for b in self.branches}
-        queries = {"anchors": anchors, "content": content, "index": index,
-                   "extra_outputs": {self.name: {"pred_logits": dense.logits, "pred_boxes": dense.boxes}}}
+        queries = Queries(anchors=anchors, branch_content=content, extra={"index": index},
+                          extra_outputs={self.name: {"pred_logits": dense.logits, "pred_boxes": dense.boxes}})
         if self.task_aware is not None:
-            queries.update(self.task_aware(mem, anchors, content))
+            queries = self.task_aware(mem, queries)
         return queries

@@ -15,8 +15,9 @@ silent this follows the official SAM-DETR code (ZhangGongjie/SAM-DETR @df4e567,
 SAM-DETR predicts one point per attention head (8); M = 8 is the default here for the same coverage of
 the box, averaged as SD-DETR describes.
 """
+import dataclasses
 import math
-from typing import Dict, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +25,7 @@ from torch import Tensor, nn
 from torchvision.ops import roi_align
 
 from ...layers import MLP, Linear, box_cxcywh_to_xyxy
-from ..decoder.base import EncoderMemory
+from ..structures import EncoderMemory, Queries
 from .mini_detector import feature_valid_sizes, masked_memory
 
 
@@ -94,10 +95,10 @@ class TaskAwareQueryGenerator(nn.Module):
         init_radius: initial ring of points, in half box sides.
         sampling_ratio: RoIAlign samples per bin (-1: adaptive, torchvision's default, as SAM-DETR).
 
-    forward(mem, anchors [B, Q, 4] normalised cxcywh, content {branch: [B, Q, C]}) ->
-    {"content": {branch: LayerNorm(content + Linear(mean point feature))},
-     "offsets": {branch: [B, Q, 2] mean point offset from the anchor centre, normalised image units},
-     "points": {branch: [B, Q, M, 2] the points, normalised (x, y)}}.
+    forward(mem, queries) -> the :class:`Queries` with, per branch, ``branch_content`` replaced by
+    LayerNorm(content + Linear(mean point feature)), ``offsets`` [B, Q, 2] the mean point offset from
+    the anchor centre (normalised image units) and ``points`` [B, Q, M, 2] the points (normalised (x, y)).
+    Reads ``queries.anchors`` [B, Q, 4] normalised cxcywh and ``queries.branch_content``.
     """
 
     def __init__(self, d_model: int = 256, branches: Sequence[str] = ("cls", "loc"), num_points: int = 8,
@@ -123,19 +124,20 @@ class TaskAwareQueryGenerator(nn.Module):
         return roi_align(feature_map, list(cells.unbind(0)), output_size=self.roi_size, spatial_scale=1.0,
                          sampling_ratio=self.sampling_ratio, aligned=True)
 
-    def forward(self, mem: EncoderMemory, anchors: Tensor, content: Dict[str, Tensor]) -> dict:
+    def forward(self, mem: EncoderMemory, queries: Queries) -> Queries:
+        anchors, content = queries.require(type(self).__name__, "anchors", "branch_content")
         bsz, nq = anchors.shape[:2]
         feature_map = mem.as_map(masked_memory(mem))
         valid = feature_valid_sizes(mem).to(feature_map.dtype)
         rois = self.roi_features(feature_map, anchors, valid)
         centre, half = anchors[..., None, :2], anchors[..., None, 2:] / 2
-        out = {"content": {}, "offsets": {}, "points": {}}
+        out = {"branch_content": dict(content), "offsets": {}, "points": {}}
         for b in self.branches:
             delta = self.point_heads[b](rois).view(bsz, nq, self.num_points, 2)  # (-1, 1) half sides
             offsets = delta * half
             points = centre + offsets
             sampled = bilinear_sample(feature_map, points, valid).mean(dim=2)  # [B, Q, C]
-            out["content"][b] = self.content_norm[b](content[b] + self.content_proj[b](sampled))
+            out["branch_content"][b] = self.content_norm[b](content[b] + self.content_proj[b](sampled))
             out["offsets"][b] = offsets.mean(dim=2)
             out["points"][b] = points
-        return out
+        return dataclasses.replace(queries, **out)

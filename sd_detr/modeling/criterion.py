@@ -39,7 +39,10 @@ class SetCriterion(nn.Module):
     forward(outputs, targets) -> dict of weighted loss tensors: ``loss_class``, ``loss_bbox``,
     ``loss_giou`` for the last layer, ``..._{i}`` for layer i < L-1, ``..._{name}`` for extra heads.
     ``outputs``: {"pred_logits": [B, Q, K], "pred_boxes": [B, Q, 4] normalised cxcywh,
-    "aux_outputs": list of such dicts for layers 0..L-2, "extra_outputs": {name: such dict}}.
+    "aux_outputs": list of such dicts for layers 0..L-2, "extra_outputs": {name: such dict},
+    "known_outputs": {"name", "assignment", "stages": list of such dicts for layers 0..L-1}} (queries
+    with a known assignment, e.g. denoising: not matched, trained with that assignment in every layer
+    like the matched ones, losses ``..._{name}`` and ``..._{name}_{i}``).
     ``targets``: per image {"labels": [n] long, "boxes": [n, 4] normalised cxcywh}.
     """
 
@@ -109,6 +112,15 @@ class SetCriterion(nn.Module):
             suffix = "" if i == last else f"_{i}"
             for k, v in self.stage_losses(out, assignment, num_boxes, self.class_loss, class_n, box_n).items():
                 losses[k + suffix] = v
+        known = outputs.get("known_outputs")
+        if known is not None:
+            last_known = len(known["stages"]) - 1
+            for i, out in enumerate(known["stages"]):
+                if i < last_known and not self.aux_loss:
+                    continue
+                suffix = f"_{known['name']}" + ("" if i == last_known else f"_{i}")
+                for k, v in self.stage_losses(out, known["assignment"], num_boxes, self.class_loss).items():
+                    losses[k + suffix] = v
         for name, out in outputs.get("extra_outputs", {}).items():
             assignment = Assignment.from_matches(self.matcher(out["pred_logits"], out["pred_boxes"], targets), targets)
             weight = self.extra_stage_weights.get(name, 1.0)

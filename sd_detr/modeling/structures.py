@@ -65,6 +65,9 @@ class Queries:
         extra_outputs: {name: {"pred_logits": [B, N', K], "pred_boxes": [B, N', 4]}} predictions of the
             initialiser itself that the criterion supervises (SD-DETR's mini-detector, weight
             ``extra_stage_weights[name]``).
+        known: queries whose targets the initialiser knows (:class:`KnownQueries`, e.g. DN-DETR's noised
+            ground truth): the last ``Q - known.num_matching`` queries. The detector keeps them out of
+            the matching and the inference and the criterion trains them with ``known.assignment``.
         extra: anything else, for tools and tests (e.g. "index": [B, Q] the locations a mini-detector
             selected).
     """
@@ -77,6 +80,7 @@ class Queries:
     points: Dict[str, Tensor] = field(default_factory=dict)
     self_attn_mask: Optional[Tensor] = None
     extra_outputs: Dict[str, Dict[str, Tensor]] = field(default_factory=dict)
+    known: Optional["KnownQueries"] = None
     extra: Dict[str, object] = field(default_factory=dict)
 
     def require(self, owner: str, *names: str):
@@ -92,6 +96,23 @@ class Queries:
                                  f"(it made: {made})")
             values.append(v)
         return values[0] if len(values) == 1 else tuple(values)
+
+
+@dataclass
+class KnownQueries:
+    """Queries with a known assignment, appended after the ones the criterion matches.
+
+    Attributes:
+        num_matching: Q_m, the number of leading queries that are matched (and kept at inference); the
+            known ones are queries Q_m .. Q-1.
+        assignment: their :class:`Assignment`, with query indices counted from the first known query
+            (0 .. Q - Q_m - 1); known queries without a row are negatives.
+        name: suffix of their losses (``loss_class_{name}``, ``loss_bbox_{name}_{i}`` for layer i ...).
+    """
+
+    num_matching: int
+    assignment: "Assignment"
+    name: str = "dn"
 
 
 def self_attn_bias(mask: Optional[Tensor], dtype: torch.dtype) -> Optional[Tensor]:
@@ -161,4 +182,4 @@ class Assignment:
         return cls(batch, query, labels, boxes, batch, query, boxes)
 
 
-__all__ = ["EncoderMemory", "Queries", "DecoderOutput", "Assignment", "self_attn_bias"]
+__all__ = ["EncoderMemory", "Queries", "KnownQueries", "DecoderOutput", "Assignment", "self_attn_bias"]

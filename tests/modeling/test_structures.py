@@ -9,7 +9,7 @@ from detectron2.config import LazyConfig, instantiate
 
 from sd_detr.layers import MLP
 from sd_detr.modeling.decoder import ConditionalDecoder, DABDecoder, DisentangledDecoder, SMCADecoder
-from sd_detr.modeling.structures import Queries, self_attn_bias
+from sd_detr.modeling.structures import Assignment, KnownQueries, Queries, self_attn_bias
 
 from ..utils import random_batch, random_encoder_memory
 
@@ -132,3 +132,76 @@ def test_a_query_initialiser_returning_a_dict_is_refused_with_its_name():
     with pytest.raises(TypeError, match="query_init LearnedQueries returned dict"):
         with torch.no_grad():
             model(random_batch(5, with_instances=False))
+
+
+class _ToyDenoisingQueries(torch.nn.Module):
+    """A DN-DETR-style generator written as a new part only: the detector's own initialiser plus, in
+    training, one known query per ground truth (content from its label, position from its box), padded
+    to the batch's largest count; the matched queries cannot see the known ones."""
+
+    def __init__(self, base, num_classes, width):
+        super().__init__()
+        self.base = base
+        self.label_embed = torch.nn.Embedding(num_classes, width)
+        self.box_embed = torch.nn.Linear(4, width)
+
+    def forward(self, mem, targets=None):
+        q = self.base(mem, targets)
+        if targets is None:
+            return q
+        bsz, m, width = q.content.shape
+        n = max(len(t["labels"]) for t in targets)
+        content, pos = q.content.new_zeros(bsz, n, width), q.pos.new_zeros(bsz, n, width)
+        rows = []
+        for b, t in enumerate(targets):
+            k = len(t["labels"])
+            content[b, :k] = self.label_embed(t["labels"])
+            pos[b, :k] = self.box_embed(t["boxes"])
+            rows.append((torch.arange(k), torch.arange(k)))
+        mask = torch.zeros(m + n, m + n, dtype=torch.bool)
+        mask[:m, m:] = True  # matched queries do not see the known ones (DN-DETR's attention mask)
+        known = KnownQueries(num_matching=m, assignment=Assignment.from_matches(rows, targets))
+        return dataclasses.replace(q, content=torch.cat([q.content, content], 1), pos=torch.cat([q.pos, pos], 1),
+                                   self_attn_mask=mask, known=known)
+
+
+def test_a_denoising_generator_is_a_new_part_whose_known_queries_are_trained_with_their_assignment():
+    """Bugs caught: known queries matched with the others or reported at inference; their assignment
+    ignored; the matched queries' losses changed by them (mask or split wrong); a layer's known losses
+    dropped. The generator is a part in the config: the meta-architecture is not edited."""
+    torch.manual_seed(0)
+    plain = instantiate(LazyConfig.load(TINY).model)
+    torch.manual_seed(0)
+    model = instantiate(LazyConfig.load(TINY).model)
+    model.query_init = _ToyDenoisingQueries(model.query_init, model.num_classes, model.class_embed.in_features)
+    batch = random_batch(5)
+    plain.train(), model.train()
+    with torch.no_grad():
+        base_losses = plain(batch)
+        losses = model(batch)
+    num_layers = len(model.decoder.layers)
+    expected_names = {f"{k}_dn" for k in ("loss_class", "loss_bbox", "loss_giou")}
+    expected_names |= {f"{k}_dn_{i}" for k in ("loss_class", "loss_bbox", "loss_giou") for i in range(num_layers - 1)}
+    assert set(losses) == set(base_losses) | expected_names
+    for k, v in base_losses.items():  # the matched queries are as without the generator
+        assert torch.allclose(losses[k], v, atol=1e-5), k
+    # the known losses are the criterion's losses of the known slice under the generator's assignment
+    targets = model.prepare_targets(batch)
+    with torch.no_grad():
+        outputs, _, dec = model.forward_outputs(batch, targets)
+        plain.forward_outputs(batch, targets)  # the same batch-norm statistics updates as `model`'s
+    known = outputs["known_outputs"]
+    assert outputs["pred_logits"].shape[1] == model.query_init.base.num_queries
+    n = max(len(t["labels"]) for t in targets)
+    assert [s["pred_logits"].shape[1] for s in known["stages"]] == [n] * num_layers
+    direct = model.criterion.stage_losses(known["stages"][-1], known["assignment"],
+                                          model.criterion.num_boxes(targets, "cpu"), model.criterion.class_loss)
+    for k, v in direct.items():
+        assert torch.allclose(losses[f"{k}_dn"], v, atol=1e-5), k
+    assert losses["loss_bbox_dn"] > 0 and not torch.allclose(losses["loss_bbox_dn"], losses["loss_bbox"])
+    # at inference the generator makes no known queries and the detections are the plain model's
+    model.eval(), plain.eval()
+    with torch.no_grad():
+        a, b = model(random_batch(5, with_instances=False)), plain(random_batch(5, with_instances=False))
+    for x, y in zip(a, b):
+        assert torch.allclose(x["instances"].scores, y["instances"].scores, atol=1e-6)

@@ -203,7 +203,15 @@ class DETRDetector(nn.Module):
         dec.extra.setdefault("memory", mem)
         dec.extra.setdefault("queries", queries)
         pred = self.predict(dec)
+        known = queries.known
+        if known is not None:
+            # the known queries (e.g. denoising) are neither matched nor reported: split them off
+            m = known.num_matching
+            stages = [{"pred_logits": a[:, m:], "pred_boxes": b[:, m:]} for a, b in zip(pred["pred_logits"], pred["pred_boxes"])]
+            pred = {k: v[:, :, :m] for k, v in pred.items()}
         outputs = {"pred_logits": pred["pred_logits"][-1], "pred_boxes": pred["pred_boxes"][-1]}
+        if known is not None:
+            outputs["known_outputs"] = {"name": known.name, "assignment": known.assignment, "stages": stages}
         if self.aux_loss:
             outputs["aux_outputs"] = [
                 {"pred_logits": a, "pred_boxes": b} for a, b in zip(pred["pred_logits"][:-1], pred["pred_boxes"][:-1])

@@ -19,11 +19,8 @@ def shrink_model_config(model_cfg):
         model_cfg.backbone.depth = 50  # DC5 needs bottleneck blocks
         model_cfg.backbone.res2_out_channels = 32
     model_cfg.hidden_dim = 32
-    model_cfg.position_embedding.num_pos_feats = 16
-    model_cfg.encoder.update(num_layers=1, d_model=32, nhead=2, dim_feedforward=32)
+    model_cfg.encoder.update(num_layers=1, nhead=2, dim_feedforward=32)
     model_cfg.decoder.update(num_layers=2, nhead=2, dim_feedforward=32)
-    if "d_model" in model_cfg.decoder and not str(model_cfg.decoder.d_model).startswith("${"):
-        model_cfg.decoder.d_model = 32
     model_cfg.query_init.num_queries = 10
     if "multi_scale_layers" in model_cfg.encoder:  # SMCA's multi-scale encoder: one intra, one multi layer
         model_cfg.encoder.update(num_layers=2, multi_scale_layers=[1])

@@ -35,8 +35,7 @@ def apply_tiny_synthetic_size(model):
     model.num_classes = 5
     model.num_select = 50
     model.clip_boxes = True
-    model.position_embedding.num_pos_feats = 32
-    model.encoder.update(num_layers=2, d_model=64, nhead=4, dim_feedforward=256, dropout=0.0)
+    model.encoder.update(num_layers=2, nhead=4, dim_feedforward=256, dropout=0.0)
     model.decoder.update(num_layers=3, nhead=4, dim_feedforward=256, dropout=0.0)
     model.query_init.num_queries = 30
     return model

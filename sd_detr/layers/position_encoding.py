@@ -44,13 +44,13 @@ class PositionEmbeddingSine(nn.Module):
     (+1e-6) and multiplied by ``scale``; channels are (y, x), each with sin/cos interleaved.
 
     Args:
-        num_pos_feats: channels per axis (output has ``2 * num_pos_feats``).
+        d_model: output channels, the detector's width C (C / 2 per axis; even).
         temperature: frequency base; DAB-DETR uses separate values for x and y (``temperature_w/h``).
     """
 
     def __init__(
         self,
-        num_pos_feats: int = 128,
+        d_model: int = 256,
         temperature: float = 10000.0,
         normalize: bool = True,
         scale: Optional[float] = None,
@@ -61,7 +61,10 @@ class PositionEmbeddingSine(nn.Module):
         super().__init__()
         if scale is not None and not normalize:
             raise ValueError("PositionEmbeddingSine: `scale` requires normalize=True")
-        self.num_pos_feats = num_pos_feats
+        if d_model <= 0 or d_model % 2:
+            raise ValueError(f"PositionEmbeddingSine: d_model must be a positive even width, got {d_model}")
+        self.d_model = d_model
+        self.num_pos_feats = d_model // 2  # channels per axis
         self.temperature_h = temperature if temperature_h is None else temperature_h
         self.temperature_w = temperature if temperature_w is None else temperature_w
         self.normalize = normalize
@@ -69,7 +72,7 @@ class PositionEmbeddingSine(nn.Module):
         self.eps = eps
 
     def forward(self, mask: Tensor) -> Tensor:
-        """mask: [B, H, W] bool, True on padding -> [B, 2 * num_pos_feats, H, W] float32."""
+        """mask: [B, H, W] bool, True on padding -> [B, d_model, H, W] float32."""
         not_mask = ~mask
         y_embed = not_mask.cumsum(1, dtype=torch.float32)
         x_embed = not_mask.cumsum(2, dtype=torch.float32)

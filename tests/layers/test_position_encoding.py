@@ -33,7 +33,7 @@ def test_sine_embedding_of_boxes_appends_w_and_h_after_y_x():
 def test_position_embedding_normalises_by_the_unpadded_extent():
     mask = torch.zeros(1, 3, 5, dtype=torch.bool)
     mask[0, :, 4:] = True  # last column is padding
-    pos = PositionEmbeddingSine(num_pos_feats=2, normalize=True)(mask)
+    pos = PositionEmbeddingSine(d_model=4, normalize=True)(mask)
     assert pos.shape == (1, 4, 3, 5)
     # x channels (last two): first frequency is sin(x * 2pi) with x = col / 4 (1-based cumsum)
     for col in range(4):

@@ -27,7 +27,7 @@ def detr_common_from_config(cfg) -> dict:
     args = dict(
         backbone=backbone,
         in_feature=d.IN_FEATURE,
-        position_embedding=PositionEmbeddingSine(d.HIDDEN_DIM // 2, normalize=True),
+        position_embedding=PositionEmbeddingSine(d.HIDDEN_DIM, normalize=True),
         encoder=TransformerEncoder(d.ENC_LAYERS, d.HIDDEN_DIM, d.NHEADS, d.DIM_FEEDFORWARD, d.DROPOUT, d.ACTIVATION),
         criterion=criterion,
         num_classes=d.NUM_CLASSES,

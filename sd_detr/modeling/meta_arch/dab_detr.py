@@ -33,7 +33,7 @@ class DABDETR(DETRDetector):
         args = detr_common_from_config(cfg)
         d, dab = cfg.MODEL.DETR, cfg.MODEL.DAB_DETR
         args["position_embedding"] = PositionEmbeddingSine(
-            d.HIDDEN_DIM // 2, normalize=True, temperature_h=dab.PE_TEMPERATURE_H, temperature_w=dab.PE_TEMPERATURE_W
+            d.HIDDEN_DIM, normalize=True, temperature_h=dab.PE_TEMPERATURE_H, temperature_w=dab.PE_TEMPERATURE_W
         )
         args["encoder"] = TransformerEncoder(d.ENC_LAYERS, d.HIDDEN_DIM, d.NHEADS, d.DIM_FEEDFORWARD, d.DROPOUT,
                                              d.ACTIVATION, scale_pos_by_content=True)

@@ -95,6 +95,11 @@ class DETRDetector(nn.Module):
         if in_feature not in shapes:
             raise KeyError(f"{type(self).__name__}: in_feature {in_feature!r} is not a backbone output; "
                            f"available: {sorted(shapes)}")
+        pe_width = getattr(position_embedding, "d_model", hidden_dim)
+        if pe_width != hidden_dim:
+            raise ValueError(f"{type(self).__name__}: position_embedding.d_model {pe_width} differs from hidden_dim "
+                             f"{hidden_dim} (configs: d_model='${{..hidden_dim}}')")
+        self.hidden_dim = hidden_dim
         self.input_proj = nn.Conv2d(shapes[in_feature].channels, hidden_dim, kernel_size=1)
         self.feature_stride = shapes[in_feature].stride
         self.position_embedding = position_embedding

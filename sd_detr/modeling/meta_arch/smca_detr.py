@@ -64,7 +64,7 @@ class SMCADETR(DETRDetector):
         missing = [f for f in in_features if f not in shapes]
         if missing:
             raise KeyError(f"SMCADETR: in_features {missing} are not backbone outputs; available: {sorted(shapes)}")
-        hidden = self.class_embed.in_features
+        hidden = self.hidden_dim
         projs = [nn.Conv2d(shapes[f].channels, hidden, kernel_size=1) for f in in_features]
         strides = [shapes[f].stride for f in in_features]
         channels = shapes[in_features[-1]].channels

@@ -18,8 +18,8 @@ from sd_detr.modeling import (
 model = L(ConditionalDETR)(
     backbone=L(build_detr_resnet)(depth=50, dc5=False, out_features=["res5"], freeze_at=2, norm="FrozenBN"),
     in_feature="res5",
-    position_embedding=L(PositionEmbeddingSine)(num_pos_feats=128, temperature=10000, normalize=True),
-    encoder=L(TransformerEncoder)(num_layers=6, d_model=256, nhead=8, dim_feedforward=2048, dropout=0.1, activation="relu"),
+    position_embedding=L(PositionEmbeddingSine)(d_model="${..hidden_dim}", temperature=10000, normalize=True),
+    encoder=L(TransformerEncoder)(num_layers=6, d_model="${..hidden_dim}", nhead=8, dim_feedforward=2048, dropout=0.1, activation="relu"),
     query_init=L(LearnedQueries)(num_queries=300, d_model="${..hidden_dim}"),
     decoder=L(ConditionalDecoder)(num_layers=6, d_model="${..hidden_dim}", nhead=8, dim_feedforward=2048, dropout=0.1, activation="relu"),
     criterion=L(SetCriterion)(

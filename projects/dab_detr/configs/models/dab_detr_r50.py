@@ -21,9 +21,9 @@ from sd_detr.modeling import (
 model = L(DABDETR)(
     backbone=L(build_detr_resnet)(depth=50, dc5=False, out_features=["res5"], freeze_at=2, norm="FrozenBN"),
     in_feature="res5",
-    position_embedding=L(PositionEmbeddingSine)(num_pos_feats=128, temperature_h=20, temperature_w=20, normalize=True),
+    position_embedding=L(PositionEmbeddingSine)(d_model="${..hidden_dim}", temperature_h=20, temperature_w=20, normalize=True),
     encoder=L(TransformerEncoder)(
-        num_layers=6, d_model=256, nhead=8, dim_feedforward=2048, dropout=0.0, activation="prelu",
+        num_layers=6, d_model="${..hidden_dim}", nhead=8, dim_feedforward=2048, dropout=0.0, activation="prelu",
         scale_pos_by_content=True,
     ),
     query_init=L(AnchorQueries)(num_queries=300, d_model="${..hidden_dim}", num_patterns=0, random_xy=False),

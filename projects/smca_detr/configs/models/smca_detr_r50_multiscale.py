@@ -20,7 +20,7 @@ model.backbone.out_features = ["res4", "res5"]
 model.in_features = ["res4", "res5"]
 model.num_extra_levels = 1  # stride 64
 model.encoder = L(IntraMultiScaleEncoder)(
-    num_layers=5, d_model=256, nhead=8, dim_feedforward=1024, dropout=0.1, activation="relu", multi_scale_layers=[2],
+    num_layers=5, d_model="${..hidden_dim}", nhead=8, dim_feedforward=1024, dropout=0.1, activation="relu", multi_scale_layers=[2],
 )
 model.decoder.dim_feedforward = 1024
 model.decoder.num_levels = 3

@@ -123,7 +123,12 @@ def run_child(args):
         check_override_keys(cfg, args.opts)
         cfg = LazyConfig.apply_overrides(cfg, args.opts)
         torch.manual_seed(0)
-        return instantiate(cfg.model).to(args.device)
+        model = instantiate(cfg.model).to(args.device)
+        from sd_detr.engine.accel import optimize_for_cpu
+
+        optimize_for_cpu(model, onednn_linear=not args.no_cpu_accel, value_padding=not args.no_cpu_accel,
+                         channels_last=not args.no_cpu_accel)
+        return model
 
     if args.child == "interleaved":
         print("BENCHMARK_RESULT " + json.dumps({"task": "interleaved", "rows": run_interleaved(args, load)}))
@@ -219,6 +224,8 @@ def main(argv=None):
     parser.add_argument("--markdown", help="append the table, command and machine to this markdown file")
     parser.add_argument("--json", help="also write the rows, machine and settings to this JSON file")
     parser.add_argument("--title", default="Benchmark", help="section title in --markdown")
+    parser.add_argument("--no-cpu-accel", action="store_true",
+                        help="build the models without sd_detr.engine.accel.optimize_for_cpu (plain PyTorch)")
     parser.add_argument("--child", choices=TASKS, help=argparse.SUPPRESS)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides key=value (every config)")
     args = parser.parse_args(argv)
@@ -235,7 +242,7 @@ def main(argv=None):
         cmd = [sys.executable, os.path.abspath(__file__), "--child", task, "--config-file", *configs,
                "--size", *map(str, args.size), "--batch", str(args.batch), "--threads", str(args.threads),
                "--iters", str(args.iters), "--warmup", str(args.warmup), "--device", args.device,
-               *(["--amp"] if args.amp else []), *args.opts]
+               *(["--amp"] if args.amp else []), *(["--no-cpu-accel"] if args.no_cpu_accel else []), *args.opts]
         env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
                    PYTHONWARNINGS="ignore")
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)

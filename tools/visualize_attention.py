@@ -35,6 +35,7 @@ from detectron2.data import transforms as T  # noqa: E402
 from sd_detr.attention import ConditionalCrossAttention  # noqa: E402
 from sd_detr.checkpoint import DETRCheckpointer  # noqa: E402
 from sd_detr.config import check_override_keys  # noqa: E402
+from sd_detr.engine.accel import optimize_for_cpu  # noqa: E402
 from sd_detr.layers import box_cxcywh_to_xyxy  # noqa: E402
 
 
@@ -140,6 +141,7 @@ def main(argv=None):
     check_override_keys(cfg, args.opts)
     cfg = LazyConfig.apply_overrides(cfg, args.opts)
     model = instantiate(cfg.model).eval()
+    optimize_for_cpu(model)
     DETRCheckpointer(model, strict=True).load(args.checkpoint)
     bgr = cv2.imread(args.input, cv2.IMREAD_COLOR)
     if bgr is None:

@@ -31,6 +31,7 @@ from detectron2.utils.visualizer import Visualizer  # noqa: E402
 
 from sd_detr.checkpoint import DETRCheckpointer  # noqa: E402
 from sd_detr.config import check_override_keys  # noqa: E402
+from sd_detr.engine.accel import optimize_for_cpu  # noqa: E402
 from sd_detr.evaluation.score_threshold import f1_optimal_threshold  # noqa: E402
 
 SCALE = 2.0  # pictures are drawn at twice the image size
@@ -104,6 +105,7 @@ def main(argv=None):
     check_override_keys(cfg, args.opts)
     cfg = LazyConfig.apply_overrides(cfg, args.opts)
     model = instantiate(cfg.model).to(cfg.train.device)
+    optimize_for_cpu(model)
     DETRCheckpointer(model, strict=True).load(args.checkpoint)
     dataset = instantiate(cfg.dataloader.test.dataset)
     mapper = instantiate(cfg.dataloader.test.mapper)

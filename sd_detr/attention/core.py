@@ -26,6 +26,21 @@ def _additive_mask(key_padding_mask: Optional[Tensor], attn_bias: Optional[Tenso
     return attn_bias.to(dtype).masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
 
 
+_VALUE_PADDING = False  # set by optimize_for_cpu (sd_detr/engine/accel.py)
+
+
+def set_value_padding(enabled: bool) -> bool:
+    """Zero-pad narrow value heads for SDPA's fused CPU kernel (see :func:`_pad_values_for_fused_kernel`);
+    returns the previous setting. Off by default; :func:`sd_detr.engine.accel.optimize_for_cpu` turns it on."""
+    global _VALUE_PADDING
+    previous, _VALUE_PADDING = _VALUE_PADDING, bool(enabled)
+    return previous
+
+
+def value_padding_enabled() -> bool:
+    return _VALUE_PADDING
+
+
 def _pad_values_for_fused_kernel(qh: Tensor, vh: Tensor, dropout_p: float) -> bool:
     """Whether to zero-pad the values to the query/key head width before SDPA.
 
@@ -35,11 +50,11 @@ def _pad_values_for_fused_kernel(qh: Tensor, vh: Tensor, dropout_p: float) -> bo
     channels, which are sliced off: the result is unchanged (to float rounding) and the cross-attention
     of Conditional DETR-R50 at 800x1216 runs ~1.5x faster on 2 CPU threads (7.3 -> 4.3-4.8 ms a call;
     docs/benchmarks.md). Not done when tracing (fvcore counts the model's FLOPs, not the padding), with
-    dropout (the fused CPU kernel has none, so nothing is gained) or on CUDA (its memory-efficient kernel
-    takes unequal widths).
+    dropout (the fused CPU kernel has none, so nothing is gained), on CUDA (its memory-efficient kernel
+    takes unequal widths), under ``torch.compile``, or unless switched on (:func:`set_value_padding`).
     """
-    return (not torch.jit.is_tracing() and vh.shape[-1] < qh.shape[-1] and dropout_p == 0.0
-            and qh.device.type == "cpu")
+    return (_VALUE_PADDING and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+            and vh.shape[-1] < qh.shape[-1] and dropout_p == 0.0 and qh.device.type == "cpu")
 
 
 def multi_head_attention(

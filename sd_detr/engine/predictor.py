@@ -9,6 +9,7 @@ from detectron2.data import MetadataCatalog
 from detectron2.data import transforms as T
 
 from ..checkpoint import DETRCheckpointer
+from .accel import optimize_for_cpu
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ def strict_default_predictor(cfg):
     no_weights.MODEL.WEIGHTS = ""
     no_weights.freeze()
     predictor = DefaultPredictor(no_weights)
+    optimize_for_cpu(predictor.model)
     if weights:
         DETRCheckpointer(predictor.model, strict=True).load(weights)
     else:
@@ -62,6 +64,7 @@ class LazyPredictor:
     def __init__(self, cfg, checkpoint: str = None):
         self.cfg = cfg
         self.model = instantiate(cfg.model).to(cfg.train.device).eval()
+        optimize_for_cpu(self.model)
         checkpoint = checkpoint if checkpoint is not None else cfg.train.init_checkpoint
         if checkpoint:
             DETRCheckpointer(self.model, strict=True).load(checkpoint)

@@ -41,6 +41,7 @@ def main(argv=None):
     from detectron2.config import LazyConfig, instantiate
 
     from sd_detr.checkpoint import DETRCheckpointer
+    from sd_detr.engine.accel import optimize_for_cpu
 
     from .exporter import compare_detections, load_metadata, onnx_runner
     from .wrapper import ExportableDetector
@@ -49,6 +50,7 @@ def main(argv=None):
     cfg = LazyConfig.load(args.config_file)
     torch.manual_seed(0)  # as tools/export_model.py: the same weights without a checkpoint
     model = instantiate(cfg.model).eval()
+    optimize_for_cpu(model)  # the eager side as the tools run it
     if args.checkpoint:
         DETRCheckpointer(model, strict=True).load(args.checkpoint)
     wrapper = ExportableDetector(model)

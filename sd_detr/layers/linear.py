@@ -8,18 +8,18 @@ row-major ``[..., C_in]`` input (no copy; a transposed input is copied), so it i
 [300, 256] x [256, 2048] 2.22 -> 0.95 ms, [300, 512] x [512, 512] 1.00 -> 0.61 ms; forward + backward
 1.3-2x faster (docs/benchmarks.md). Results equal ``F.linear``'s to float rounding (summation order).
 
-Used for every linear layer of the project's transformers. GPU tensors, other dtypes, empty inputs and
-tracing (fvcore counts ``aten::linear``) take ``F.linear``. ``set_onednn_linear(False)`` or the
-environment variable ``SD_DETR_ONEDNN_LINEAR=0`` turns it off everywhere (for A/B timings).
+Used for every linear layer of the project's transformers, but off by default: the layers are then
+``F.linear`` exactly, and :func:`sd_detr.engine.accel.optimize_for_cpu` (which the tools call on the
+models they build) switches it on. GPU tensors, other dtypes, empty inputs, tracing (fvcore counts
+``aten::linear``), scripting and ``torch.compile`` take ``F.linear`` in any case.
 """
-import os
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-_ENABLED = os.environ.get("SD_DETR_ONEDNN_LINEAR", "1") != "0"
+_ENABLED = False  # set by optimize_for_cpu (sd_detr/engine/accel.py); nothing is read at import
 
 
 def set_onednn_linear(enabled: bool) -> bool:
@@ -38,7 +38,7 @@ def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
     """``F.linear(x, weight, bias)``: x [..., C_in], weight [C_out, C_in], bias [C_out] -> [..., C_out]."""
     if (not _ENABLED or x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32
             or x.dim() == 0 or weight.dim() != 2 or x.numel() == 0 or torch.jit.is_tracing() or torch.jit.is_scripting()
-            or not torch.backends.mkldnn.is_available()):
+            or torch.compiler.is_compiling() or not torch.backends.mkldnn.is_available()):
         return F.linear(x, weight, bias)
     c_out, c_in = weight.shape
     lead = x.shape[:-1]

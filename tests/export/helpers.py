@@ -4,6 +4,8 @@ import os
 import torch
 from detectron2.config import LazyConfig, instantiate
 
+from sd_detr.engine.accel import optimize_for_cpu
+
 from ..utils import REPO, shrink_model_config
 
 TINY = {
@@ -53,6 +55,7 @@ def build(name, seed=0):
     cfg = load_cfg(name)
     torch.manual_seed(seed)
     model = spread_heads(instantiate(cfg.model).eval(), seed)
+    optimize_for_cpu(model)
     return cfg, model
 
 

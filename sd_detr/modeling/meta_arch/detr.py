@@ -50,7 +50,9 @@ class DETRDetector(nn.Module):
         aux_loss: supervise every decoder layer.
         channels_last: run the backbone and the input projection in channels-last memory format: oneDNN
             (CPU) and cuDNN convolutions are much faster in it (Conditional DETR-R50 inference at 800x1216
-            on 2 CPU threads: 1.46 s -> 0.88 s, docs/benchmarks.md). Same weights and state dict.
+            on 2 CPU threads: 1.46 s -> 0.88 s, docs/benchmarks.md). Same weights and state dict. Off by
+            default (plain PyTorch); the tools turn it on with
+            :func:`sd_detr.engine.accel.optimize_for_cpu` (:meth:`set_channels_last`).
         box_head_init: initialisation of the box MLP's last layer. "zeros" (weight and bias 0, so the
             first boxes are the references: Conditional DETR ``models/conditional_detr.py:58-60``,
             DAB-DETR ``models/DAB_DETR/DABDETR.py:133-140``) or "default" (PyTorch's ``nn.Linear``
@@ -84,7 +86,7 @@ class DETRDetector(nn.Module):
         reference_eps: float = 1e-5,
         size_divisibility: int = 0,
         aux_loss: bool = True,
-        channels_last: bool = True,
+        channels_last: bool = False,
         box_head_init: str = "zeros",
         clip_boxes: bool = False,
     ):
@@ -124,10 +126,17 @@ class DETRDetector(nn.Module):
         if len(pixel_mean) != len(pixel_std):
             raise ValueError(f"pixel_mean {pixel_mean} and pixel_std {pixel_std} differ in length")
         self._init_heads()
-        self.channels_last = channels_last
-        if channels_last:
-            self.backbone.to(memory_format=torch.channels_last)
-            self.input_proj.to(memory_format=torch.channels_last)
+        self.channels_last = False
+        self.set_channels_last(channels_last)
+
+    def set_channels_last(self, enabled: bool = True):
+        """Keep the backbone and the input projection (and feed the images) in channels-last (True) or
+        contiguous (False) memory format. Values and state dict are unchanged."""
+        fmt = torch.channels_last if enabled else torch.contiguous_format
+        self.backbone.to(memory_format=fmt)
+        self.input_proj.to(memory_format=fmt)
+        self.channels_last = bool(enabled)
+        return self
 
     def _init_heads(self):
         # Focal-loss prior: every class starts at probability 0.01 (official conditional_detr.py:53-56,

@@ -278,12 +278,12 @@ MUTANTS: List[Mutant] = [
     Mutant("known_queries_not_split_off", DETR, "pred = {k: v[:, :, :m] for k, v in pred.items()}", "pred = pred",
            STRUCTURES, "known (denoising) queries matched with the others and reported at inference"),
     Mutant("known_assignment_ignored", "sd_detr/modeling/criterion.py",
-           'self.stage_losses(out, known["assignment"], num_boxes, self.class_loss)',
-           'self.stage_losses(out, Assignment.from_matches(self.matcher(out["pred_logits"], out["pred_boxes"], '
-           'targets), targets), num_boxes, self.class_loss)', STRUCTURES,
+           '[known["assignment"]] * len(known["stages"])',
+           '[Assignment.from_matches(self.matcher(s["pred_logits"], s["pred_boxes"], targets), targets) '
+           'for s in known["stages"]]', STRUCTURES,
            "the criterion matches the known queries instead of using their assignment"),
     Mutant("known_intermediate_layers_dropped", "sd_detr/modeling/criterion.py",
-           "if i < last_known and not self.aux_loss:", "if i < last_known:", STRUCTURES,
+           'self.layer_losses(known["stages"], ', 'self.layer_losses(known["stages"][-1:], ', STRUCTURES,
            "the known queries supervised in the last layer only"),
     Mutant("query_init_without_targets", DETR, "queries = self.query_init(mem, targets)", "queries = self.query_init(mem)",
            STRUCTURES, "the training targets do not reach the query initialiser (a DN generator gets None)"),

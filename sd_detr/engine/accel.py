@@ -44,14 +44,15 @@ def optimize_for_cpu(model: nn.Module, *, onednn_linear: bool = True, value_padd
     if it has :meth:`set_channels_last`. Returns {"onednn_linear", "value_padding", "channels_last"}.
     """
     enabled = _env_on("SD_DETR_CPU_ACCEL")
+    has_layout = hasattr(model, "set_channels_last")
     applied = {
         "onednn_linear": bool(enabled and onednn_linear and _env_on("SD_DETR_ONEDNN_LINEAR")),
         "value_padding": bool(enabled and value_padding),
-        "channels_last": bool(enabled and channels_last and hasattr(model, "set_channels_last")),
+        "channels_last": bool(enabled and channels_last and has_layout),
     }
     set_onednn_linear(applied["onednn_linear"])
     set_value_padding(applied["value_padding"])
-    if hasattr(model, "set_channels_last"):
+    if has_layout:
         model.set_channels_last(applied["channels_last"])
     logger.debug("optimize_for_cpu: %s", applied)
     return applied

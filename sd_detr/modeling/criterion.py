@@ -98,29 +98,33 @@ class SetCriterion(nn.Module):
             return [(num_boxes, num_boxes)] * len(assignments)
         return hook(assignments, targets, num_boxes)
 
+    def layer_losses(self, stages: List[dict], assignments: List[Assignment], num_boxes: float,
+                     normalizers: Optional[list] = None, prefix: str = "") -> Dict[str, Tensor]:
+        """Losses of the decoder layers ``stages`` (the last one last) under their ``assignments``:
+        ``loss_*{prefix}`` for the last layer, ``loss_*{prefix}_{i}`` for layer i (with ``aux_loss``);
+        ``normalizers``: per layer (classification, box) divisors, default ``num_boxes``."""
+        normalizers = normalizers or [(num_boxes, num_boxes)] * len(stages)
+        losses = {}
+        last = len(stages) - 1
+        for i, (out, assignment, (class_n, box_n)) in enumerate(zip(stages, assignments, normalizers)):
+            if i < last and not self.aux_loss:
+                continue
+            suffix = prefix + ("" if i == last else f"_{i}")
+            for k, v in self.stage_losses(out, assignment, num_boxes, self.class_loss, class_n, box_n).items():
+                losses[k + suffix] = v
+        return losses
+
     def forward(self, outputs: dict, targets: List[dict]) -> Dict[str, Tensor]:
         final = {"pred_logits": outputs["pred_logits"], "pred_boxes": outputs["pred_boxes"]}
         stages = list(outputs.get("aux_outputs", [])) + [final]
         num_boxes = self.num_boxes(targets, outputs["pred_logits"].device)
         assignments = self.assigner(stages, targets, self.matcher)
         normalizers = self.loss_normalizers(assignments, targets, num_boxes)
-        losses = {}
-        last = len(stages) - 1
-        for i, (out, assignment, (class_n, box_n)) in enumerate(zip(stages, assignments, normalizers)):
-            if i < last and not self.aux_loss:
-                continue
-            suffix = "" if i == last else f"_{i}"
-            for k, v in self.stage_losses(out, assignment, num_boxes, self.class_loss, class_n, box_n).items():
-                losses[k + suffix] = v
+        losses = self.layer_losses(stages, assignments, num_boxes, normalizers)
         known = outputs.get("known_outputs")
-        if known is not None:
-            last_known = len(known["stages"]) - 1
-            for i, out in enumerate(known["stages"]):
-                if i < last_known and not self.aux_loss:
-                    continue
-                suffix = f"_{known['name']}" + ("" if i == last_known else f"_{i}")
-                for k, v in self.stage_losses(out, known["assignment"], num_boxes, self.class_loss).items():
-                    losses[k + suffix] = v
+        if known is not None:  # queries with a known assignment (denoising): the same in every layer
+            losses.update(self.layer_losses(known["stages"], [known["assignment"]] * len(known["stages"]),
+                                            num_boxes, prefix=f"_{known['name']}"))
         for name, out in outputs.get("extra_outputs", {}).items():
             assignment = Assignment.from_matches(self.matcher(out["pred_logits"], out["pred_boxes"], targets), targets)
             weight = self.extra_stage_weights.get(name, 1.0)

@@ -86,14 +86,16 @@ class Queries:
     def require(self, owner: str, *names: str):
         """The fields ``names``, in that order; a clear error naming ``owner`` and the field if one is
         None or empty (a decoder combined with a query initialiser that does not make its queries)."""
+        def made(value) -> bool:
+            return value is not None and not (isinstance(value, dict) and not value)
+
         values = []
         for n in names:
             v = getattr(self, n)
-            if v is None or (isinstance(v, dict) and not v):
-                made = [f for f in ("content", "pos", "anchors", "branch_content", "offsets") if
-                        getattr(self, f) is not None and not (isinstance(getattr(self, f), dict) and not getattr(self, f))]
+            if not made(v):
+                made_fields = [f for f in ("content", "pos", "anchors", "branch_content", "offsets") if made(getattr(self, f))]
                 raise ValueError(f"{owner} needs the queries' {n!r}, which the query initialiser did not make "
-                                 f"(it made: {made})")
+                                 f"(it made: {made_fields})")
             values.append(v)
         return values[0] if len(values) == 1 else tuple(values)
 

@@ -64,7 +64,7 @@ BASE_WIRING = T + "test_baseline_wiring.py"
 DISENTANGLED = (SD_WIRING, T + "test_disentangled_decoder.py",
                 T + "test_sd_detr.py::test_class_head_reads_the_classification_branch_and_box_head_the_localisation_branch",
                 T + "test_sd_detr.py::test_training_losses_cover_every_decoder_layer_and_the_mini_detector_and_reach_every_part")
-SD_META = (SD_WIRING, T + "test_sd_detr.py::test_class_head_reads_the_classification_branch_and_box_head_the_localisation_branch",
+SD_META = (SD_WIRING, "tests/config/test_yacs_configs.py::test_sd_detr_yacs_keys_reach_their_places", T + "test_sd_detr.py::test_class_head_reads_the_classification_branch_and_box_head_the_localisation_branch",
            T + "test_sd_detr.py::test_ablation_configs_have_their_rows_parts_and_the_yacs_path_builds_the_same_model",
            T + "test_sd_detr.py::test_training_losses_cover_every_decoder_layer_and_the_mini_detector_and_reach_every_part")
 TAL = (T + "test_task_alignment_loss.py", T + "test_losses.py", SD_WIRING)
@@ -90,10 +90,12 @@ GOLDEN = "tests/checkpoint/test_golden_official.py::test_converted_official_weig
 ENCODER = (BASE_WIRING, T + "test_dab_detr.py::test_encoder_scales_the_position_embedding_by_content_in_every_layer_including_the_first")
 
 STRUCTURES = (T + "test_structures.py",)
+YACS = ("tests/config/test_yacs_configs.py",)
 
 DIS = "sd_detr/modeling/decoder/disentangled.py"
 DETR = "sd_detr/modeling/meta_arch/detr.py"
 SDM = "sd_detr/modeling/meta_arch/sd_detr.py"
+BUILD = "sd_detr/modeling/meta_arch/build.py"
 LOSSES = "sd_detr/modeling/losses.py"
 
 MUTANTS: List[Mutant] = [
@@ -107,13 +109,19 @@ MUTANTS: List[Mutant] = [
     Mutant("head_box_ignores_reference", DETR, "boxes = torch.cat([delta[..., :r] + ref, delta[..., r:]], dim=-1)",
            "boxes = torch.cat([delta[..., :r], delta[..., r:]], dim=-1)", SD_META,
            "boxes not predicted relative to their reference / anchor"),
-    Mutant("sd_repeat_last_layer_off_by_one", SDM, "list(range(d.DEC_LAYERS - 1))", "list(range(d.DEC_LAYERS))", SD_META,
+    Mutant("sd_repeat_last_layer_off_by_one", SDM, "list(range(n - 1))", "list(range(n))", SD_META,
            "(f) yacs: repeats applied in the last layer although REPEAT_LAST_LAYER is off"),
-    Mutant("sd_tal_alpha_beta_swapped", SDM, "TaskAlignmentLoss(s.TAL_ALPHA, s.TAL_BETA, s.TAL_GAMMA)",
-           "TaskAlignmentLoss(s.TAL_BETA, s.TAL_ALPHA, s.TAL_GAMMA)", SD_META,
+    Mutant("sd_tal_alpha_beta_swapped", SDM,
+           '"TAL_ALPHA": ("criterion.class_loss.alpha",), "TAL_BETA": ("criterion.class_loss.beta",)',
+           '"TAL_ALPHA": ("criterion.class_loss.beta",), "TAL_BETA": ("criterion.class_loss.alpha",)', SD_META,
            "(e) yacs: TAL_ALPHA and TAL_BETA swapped on the way to the loss"),
-    Mutant("sd_tal_gamma_ignored", SDM, "TaskAlignmentLoss(s.TAL_ALPHA, s.TAL_BETA, s.TAL_GAMMA)",
-           "TaskAlignmentLoss(s.TAL_ALPHA, s.TAL_BETA)", SD_META, "(e) yacs: TAL_GAMMA ignored (default 2 used)"),
+    Mutant("sd_tal_gamma_ignored", SDM, '"TAL_GAMMA": ("criterion.class_loss.gamma",)}', "}", SD_META,
+           "(e) yacs: TAL_GAMMA ignored (the model file's 2 used)"),
+    Mutant("yacs_dropout_reaches_the_encoder_only", BUILD, '"DROPOUT": ("encoder.dropout", "decoder.dropout"),',
+           '"DROPOUT": ("encoder.dropout",),', YACS, "yacs: a MODEL.DETR key set on one of its two places only"),
+    Mutant("yacs_backbone_built_out_of_the_files_order", BUILD,
+           "    for name in model.keys():", "    for name in reversed(list(model.keys())):", YACS,
+           "yacs: the parts built in another order than the LazyConfig path (other weights for one seed)"),
     # -------------------------------------------------------------- task-alignment loss, assigner, criterion
     Mutant("tal_alpha_beta_swapped", LOSSES, "return s.pow(self.alpha) * u.pow(self.beta)",
            "return s.pow(self.beta) * u.pow(self.alpha)", TAL, "(e) TAL: t = s^beta u^alpha"),

@@ -3,43 +3,26 @@ from detectron2.config import CfgNode as CN
 
 
 def add_detr_config(cfg):
-    """Add the keys shared by the project's DETR-style detectors (``MODEL.DETR``) and set Detectron2
-    defaults to the official DETR conventions (RGB input with ImageNet mean/std, FrozenBN ResNet with
-    the stride in the 3x3 conv, AdamW, gradient clipping 0.1, no aspect-ratio grouping, images without
-    annotations kept, unclipped boxes at inference). Idempotent."""
+    """Add the keys shared by the project's DETR-style detectors (``MODEL.DETR``, all unset: the
+    detector's model file decides) and set Detectron2 defaults to the official DETR conventions (RGB
+    input with ImageNet mean/std, FrozenBN ResNet with the stride in the 3x3 conv, AdamW, gradient
+    clipping 0.1, no aspect-ratio grouping, images without annotations kept). Idempotent."""
     if hasattr(cfg.MODEL, "DETR"):
         return cfg
+    # Every key defaults to None: the value of the detector's LazyConfig model file
+    # (projects/<detector>/configs/models/*.py), the one place of the defaults; a key a .yaml sets
+    # overrides it (sd_detr/modeling/meta_arch/build.py names where each key goes).
     cfg.MODEL.DETR = CN()
-    d = cfg.MODEL.DETR
-    d.NUM_CLASSES = 80
-    d.NUM_QUERIES = 300
-    d.HIDDEN_DIM = 256
-    d.NHEADS = 8
-    d.DIM_FEEDFORWARD = 2048
-    d.ENC_LAYERS = 6
-    d.DEC_LAYERS = 6
-    d.DROPOUT = 0.1
-    d.ACTIVATION = "relu"
-    d.IN_FEATURE = "res5"
-    d.DEEP_SUPERVISION = True
-    # matcher costs and loss weights (Conditional DETR main.py:76-89)
-    d.COST_CLASS = 2.0
-    d.COST_BBOX = 5.0
-    d.COST_GIOU = 2.0
-    d.CLASS_WEIGHT = 2.0
-    d.BBOX_WEIGHT = 5.0
-    d.GIOU_WEIGHT = 2.0
-    d.FOCAL_ALPHA = 0.25
-    d.FOCAL_GAMMA = 2.0
-    d.NUM_SELECT = 100  # detections kept per image
-    d.SIZE_DIVISIBILITY = 0
-    d.REFERENCE_EPS = 1e-5
-    # box head's last layer: "" = the detector's official initialisation (zeros for Conditional DETR,
-    # DAB-DETR and SD-DETR, PyTorch's default for SMCA-DETR), or "zeros" / "default" for every detector
-    d.BOX_HEAD_INIT = ""
-    # clip the boxes to the image at inference (Detectron2's detector_postprocess); the official
-    # post-processing of the DETR family does not
-    d.CLIP_BOXES = False
+    for key in ("NUM_CLASSES", "NUM_QUERIES", "HIDDEN_DIM", "NHEADS", "DIM_FEEDFORWARD", "ENC_LAYERS", "DEC_LAYERS",
+                "DROPOUT", "ACTIVATION", "IN_FEATURE", "DEEP_SUPERVISION",
+                # matcher costs, loss weights, the focal loss's alpha / gamma
+                "COST_CLASS", "COST_BBOX", "COST_GIOU", "CLASS_WEIGHT", "BBOX_WEIGHT", "GIOU_WEIGHT",
+                "FOCAL_ALPHA", "FOCAL_GAMMA",
+                "NUM_SELECT",  # detections kept per image
+                "SIZE_DIVISIBILITY", "REFERENCE_EPS",
+                "BOX_HEAD_INIT",  # "zeros" or "default" (nn.Linear's) for the box head's last layer
+                "CLIP_BOXES"):  # clip the boxes to the image at inference (the official code does not)
+        cfg.MODEL.DETR[key] = None
 
     cfg.MODEL.BACKBONE.NAME = "build_detr_resnet_backbone"
     cfg.MODEL.BACKBONE.FREEZE_AT = 2

@@ -13,6 +13,12 @@ def repo_configs_dir() -> str:
     return path
 
 
+def repo_projects_dir() -> str:
+    """The repository's ``projects/`` folder: the detectors' configs, whose model files the yacs path
+    builds from too (:mod:`sd_detr.modeling.meta_arch.build`)."""
+    return os.path.join(os.path.dirname(repo_configs_dir()), "projects")
+
+
 def get_config(relative_path: str):
     """Load a LazyConfig file from ``configs/``, e.g. ``get_config("common/train.py").train``."""
     path = os.path.join(repo_configs_dir(), relative_path)

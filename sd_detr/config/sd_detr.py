@@ -5,38 +5,31 @@ from .defaults import add_detr_config
 
 
 def add_sd_detr_config(cfg):
-    """Add ``MODEL.DETR`` (:func:`add_detr_config`) and SD-DETR's own ``MODEL.SD_DETR`` keys with the
-    paper's settings (Sec. 4.1: alpha 0.25, beta 0.75, gamma 2, positives repeated twice). Call it before
-    merging a config file. Idempotent. The ablation rows of Tables 2-3 are:
-    baseline ``DECODER="shared"``, ``TASK_AWARE_QUERIES=False``, ``TASK_ALIGNMENT_LOSS=False``,
-    ``NUM_REPEATS=1``; +DFL ``DECODER="split_cross_attention"``; +TAQ ``TASK_AWARE_QUERIES=True``;
-    +TAL ``TASK_ALIGNMENT_LOSS=True``, ``NUM_REPEATS=2``; split decoder ``DECODER="split_decoder"``."""
+    """Add ``MODEL.DETR`` (:func:`add_detr_config`) and SD-DETR's own ``MODEL.SD_DETR`` keys. Call it before
+    merging a config file. Idempotent. Unset keys (None) take the values of
+    ``projects/sd_detr/configs/models/sd_detr_r50.py``, the paper's settings (Sec. 4.1: alpha 0.25, beta
+    0.75, gamma 2, positives repeated twice in every decoder layer but the last, the shared
+    self-attention attending in C channels).
+
+    - DECODER: "split_cross_attention" (SD-DETR), "shared" (Table 2 baseline), "split_decoder" (Table 3).
+    - SELF_ATTN_WIDTH: "model" (C channels) or "full" (2C, DESTR) for the shared self-attention.
+    - REFINE_ANCHORS: refine the anchors between decoder layers.
+    - MINI_DETECTOR_CONVS, MINI_DETECTOR_NORM_GROUPS, MINI_DETECTOR_WEIGHT, ANCHOR_SIZE, ANCHOR_STRIDE:
+      the mini-detector (its towers, GroupNorm, loss weight, prior box side at the anchor stride).
+    - TASK_AWARE_QUERIES (False: no TAQ), NUM_POINTS, ROI_SIZE: task-aware query generation.
+    - TASK_ALIGNMENT_LOSS (False: the focal loss), TAL_ALPHA, TAL_BETA, TAL_GAMMA: Eq. 6-7.
+    - NUM_REPEATS: each ground truth matched this many times; REPEAT_LAST_LAYER: also in the last layer.
+
+    The ablation rows of Tables 2-3: baseline ``DECODER="shared"``, ``TASK_AWARE_QUERIES=False``,
+    ``TASK_ALIGNMENT_LOSS=False``, ``NUM_REPEATS=1``; +DFL ``DECODER="split_cross_attention"``; +TAQ
+    ``TASK_AWARE_QUERIES=True``; +TAL ``TASK_ALIGNMENT_LOSS=True``, ``NUM_REPEATS=2``; split decoder
+    ``DECODER="split_decoder"``."""
     add_detr_config(cfg)
     if hasattr(cfg.MODEL, "SD_DETR"):
         return cfg
     cfg.MODEL.SD_DETR = CN()
-    s = cfg.MODEL.SD_DETR
-    # decoder: "split_cross_attention" (SD-DETR), "shared" (Table 2 baseline), "split_decoder" (Table 3)
-    s.DECODER = "split_cross_attention"
-    # attention width of the shared self-attention over [q_cls | q_loc] (2C in and out): "model" attends
-    # in C channels (paper Sec. 4.1: "the attention channel to 256"), "full" in 2C (DESTR)
-    s.SELF_ATTN_WIDTH = "model"
-    s.REFINE_ANCHORS = False
-    # mini-detector (DESTR models/destr.py: 4 convs per tower, GroupNorm 32, loss weight 0.1)
-    s.MINI_DETECTOR_CONVS = 4
-    s.MINI_DETECTOR_NORM_GROUPS = 32
-    s.MINI_DETECTOR_WEIGHT = 0.1
-    s.ANCHOR_SIZE = 0.05  # prior box side at ANCHOR_STRIDE (two-stage Deformable DETR)
-    s.ANCHOR_STRIDE = 8
-    # task-aware query generation
-    s.TASK_AWARE_QUERIES = True
-    s.NUM_POINTS = 8
-    s.ROI_SIZE = 7
-    # task-alignment loss and repeated positives
-    s.TASK_ALIGNMENT_LOSS = True
-    s.TAL_ALPHA = 0.25
-    s.TAL_BETA = 0.75
-    s.TAL_GAMMA = 2.0
-    s.NUM_REPEATS = 2
-    s.REPEAT_LAST_LAYER = False  # repeat in every decoder layer (True) or all but the last (False)
+    for key in ("DECODER", "SELF_ATTN_WIDTH", "REFINE_ANCHORS", "MINI_DETECTOR_CONVS", "MINI_DETECTOR_NORM_GROUPS",
+                "MINI_DETECTOR_WEIGHT", "ANCHOR_SIZE", "ANCHOR_STRIDE", "TASK_AWARE_QUERIES", "NUM_POINTS", "ROI_SIZE",
+                "TASK_ALIGNMENT_LOSS", "TAL_ALPHA", "TAL_BETA", "TAL_GAMMA", "NUM_REPEATS", "REPEAT_LAST_LAYER"):
+        cfg.MODEL.SD_DETR[key] = None
     return cfg

@@ -8,7 +8,7 @@ from detectron2.modeling import build_model
 
 from sd_detr.config import add_dab_detr_config, add_detr_config
 from sd_detr.layers import inverse_sigmoid
-from sd_detr.modeling import TransformerEncoder
+from sd_detr.modeling import DABDETR, TransformerEncoder
 
 from ..utils import REPO, random_batch, shrink_model_config
 
@@ -70,7 +70,10 @@ def test_yacs_dab_keys_leave_the_shared_detr_defaults_alone():
     reference = get_cfg()
     add_detr_config(reference)
     assert cfg.MODEL.DETR == reference.MODEL.DETR  # other detectors' yaml files keep their defaults
-    assert cfg.MODEL.DAB_DETR.NUM_PATTERNS == 0 and cfg.MODEL.DAB_DETR.PE_TEMPERATURE_H == 20
+    # unset DAB keys take the model file's values
+    assert cfg.MODEL.DAB_DETR.NUM_PATTERNS is None and cfg.MODEL.DAB_DETR.PE_TEMPERATURE_H is None
+    model = DABDETR.lazy_model_from_yacs(cfg)
+    assert model.query_init.num_patterns == 0 and model.position_embedding.temperature_h == 20
 
 
 def test_encoder_scales_the_position_embedding_by_content_in_every_layer_including_the_first():

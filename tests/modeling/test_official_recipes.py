@@ -247,20 +247,25 @@ def test_yacs_clip_boxes_key_reaches_the_model():
     """Catches: MODEL.DETR.CLIP_BOXES not passed on by the registry path (default: official, unclipped)."""
     cfg = get_cfg()
     add_detr_config(cfg)
-    assert cfg.MODEL.DETR.CLIP_BOXES is False  # the official default
+    assert cfg.MODEL.DETR.CLIP_BOXES is None  # unset: the model file's official False
     tiny_synthetic_yacs(cfg, "ConditionalDETR")  # sets CLIP_BOXES like the tiny LazyConfig models
     assert build_model(cfg).clip_boxes is True
-    cfg.MODEL.DETR.CLIP_BOXES = False
+    cfg.MODEL.DETR.CLIP_BOXES = None
     assert build_model(cfg).clip_boxes is False
+    cfg.MODEL.DETR.CLIP_BOXES = True
+    assert build_model(cfg).clip_boxes is True
 
 
 @pytest.mark.parametrize("project,yaml,init", [("conditional_detr", "conditional_detr_r50_12ep", "zeros"),
                                                ("dab_detr", "dab_detr_r50_12ep", "zeros"),
                                                ("dab_detr", "dab_detr_r50_50ep", "zeros"),
                                                ("smca_detr", "smca_detr_r50_12ep", "default")])
-def test_baseline_yacs_configs_spell_the_official_box_head_init_and_no_clipping(project, yaml, init):
+def test_baseline_yacs_configs_get_the_official_box_head_init_and_no_clipping(project, yaml, init):
     """Catches: a yacs .yaml of a baseline that drifts from its LazyConfig twin on these two keys."""
+    from detectron2.modeling import META_ARCH_REGISTRY
+
     cfg = get_cfg()
     add_all_configs(cfg)
     cfg.merge_from_file(os.path.join(REPO, "projects", project, "configs", "yacs", f"{yaml}.yaml"))
-    assert cfg.MODEL.DETR.BOX_HEAD_INIT == init and cfg.MODEL.DETR.CLIP_BOXES is False
+    model = META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE).lazy_model_from_yacs(cfg)
+    assert model.box_head_init == init and model.clip_boxes is False

@@ -164,7 +164,8 @@ def test_multiscale_model_from_yacs_config_runs():
 def test_official_post_processing_keeps_top_300():
     cfg = get_cfg()
     add_smca_detr_config(cfg)
-    assert cfg.MODEL.DETR.NUM_SELECT == 300 and cfg.MODEL.SMCA_DETR.BETA == 8.0
+    model = SMCADETR.lazy_model_from_yacs(cfg)  # the unset keys: the model file's official values
+    assert model.num_select == 300 and model.decoder.beta == 8.0
 
 
 @pytest.mark.parametrize("name", ["smca_detr_r50_50ep", "smca_detr_r50_multiscale_50ep"])

@@ -72,7 +72,8 @@ def test_detectron2_default_predictor_runs_a_yacs_config_unchanged(tmp_path, yam
     predictor = DefaultPredictor(cfg)
     bgr = (np.random.RandomState(0).rand(120, 200, 3) * 255).astype(np.uint8)
     inst = predictor(bgr)["instances"]
-    assert len(inst) == cfg.MODEL.DETR.NUM_SELECT and inst.image_size == (120, 200)
+    twin = os.path.join(os.path.dirname(os.path.dirname(yaml)), os.path.basename(yaml)[:-5] + ".py")
+    assert len(inst) == LazyConfig.load(twin).model.num_select and inst.image_size == (120, 200)
     # the official post-processing (MODEL.DETR.CLIP_BOXES False) keeps the boxes unclipped; clipped on request
     assert not predictor.model.clip_boxes and torch.isfinite(inst.pred_boxes.tensor).all()
     predictor.model.clip_boxes = True

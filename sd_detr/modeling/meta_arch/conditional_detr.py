@@ -2,9 +2,7 @@
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY
 
-from ..decoder import ConditionalDecoder
-from ..queries import LearnedQueries
-from .build import detr_common_from_config
+from .build import apply_detr_keys, instantiate_parts, load_model_file
 from .detr import DETRDetector
 
 
@@ -20,10 +18,15 @@ class ConditionalDETR(DETRDetector):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
 
+    MODEL_FILE = "conditional_detr/configs/models/conditional_detr_r50.py"
+
+    @classmethod
+    def lazy_model_from_yacs(cls, cfg):
+        """The model config the yacs ``cfg`` describes: :attr:`MODEL_FILE` with the set keys applied."""
+        model = load_model_file(cls.MODEL_FILE)
+        apply_detr_keys(cfg, model)
+        return model
+
     @classmethod
     def from_config(cls, cfg):
-        args = detr_common_from_config(cfg)
-        d = cfg.MODEL.DETR
-        args["query_init"] = LearnedQueries(d.NUM_QUERIES, d.HIDDEN_DIM)
-        args["decoder"] = ConditionalDecoder(d.DEC_LAYERS, d.HIDDEN_DIM, d.NHEADS, d.DIM_FEEDFORWARD, d.DROPOUT, d.ACTIVATION)
-        return args
+        return instantiate_parts(cfg, cls.lazy_model_from_yacs(cfg), cls)

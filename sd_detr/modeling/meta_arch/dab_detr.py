@@ -2,11 +2,7 @@
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY
 
-from ...layers import PositionEmbeddingSine
-from ..decoder.dab import DABDecoder
-from ..encoder import TransformerEncoder
-from ..queries.anchors import AnchorQueries
-from .build import detr_common_from_config
+from .build import apply_detr_keys, apply_keys, instantiate_parts, load_model_file
 from .detr import DETRDetector
 
 
@@ -25,23 +21,30 @@ class DABDETR(DETRDetector):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
 
+    MODEL_FILE = "dab_detr/configs/models/dab_detr_r50.py"
+    # MODEL.DAB_DETR.<KEY> -> its places in the model config
+    YACS_KEYS = {
+        "NUM_PATTERNS": ("query_init.num_patterns",),
+        "RANDOM_REFPOINTS_XY": ("query_init.random_xy",),
+        "FREEZE_RANDOM_XY": ("query_init.freeze_xy",),
+        "MODULATE_HW_ATTN": ("decoder.modulate_hw_attn",),
+        "UPDATE_ANCHORS": ("decoder.update_anchors",),
+        "PE_TEMPERATURE_H": ("position_embedding.temperature_h",),
+        "PE_TEMPERATURE_W": ("position_embedding.temperature_w",),
+        "QUERY_TEMPERATURE": ("decoder.query_temperature",),
+    }
+
     @classmethod
-    def from_config(cls, cfg):
+    def lazy_model_from_yacs(cls, cfg):
+        """The model config the yacs ``cfg`` describes: :attr:`MODEL_FILE` with the set keys applied."""
         if not hasattr(cfg.MODEL, "DAB_DETR"):
             raise KeyError("config has no MODEL.DAB_DETR: call sd_detr.config.add_dab_detr_config(cfg) "
                            "before merging the file")
-        args = detr_common_from_config(cfg)
-        d, dab = cfg.MODEL.DETR, cfg.MODEL.DAB_DETR
-        args["position_embedding"] = PositionEmbeddingSine(
-            d.HIDDEN_DIM, normalize=True, temperature_h=dab.PE_TEMPERATURE_H, temperature_w=dab.PE_TEMPERATURE_W
-        )
-        args["encoder"] = TransformerEncoder(d.ENC_LAYERS, d.HIDDEN_DIM, d.NHEADS, d.DIM_FEEDFORWARD, d.DROPOUT,
-                                             d.ACTIVATION, scale_pos_by_content=True)
-        args["query_init"] = AnchorQueries(d.NUM_QUERIES, d.HIDDEN_DIM, num_patterns=dab.NUM_PATTERNS,
-                                           random_xy=dab.RANDOM_REFPOINTS_XY, freeze_xy=dab.FREEZE_RANDOM_XY)
-        args["decoder"] = DABDecoder(
-            d.DEC_LAYERS, d.HIDDEN_DIM, d.NHEADS, d.DIM_FEEDFORWARD, d.DROPOUT, d.ACTIVATION,
-            query_temperature=dab.QUERY_TEMPERATURE, modulate_hw_attn=dab.MODULATE_HW_ATTN,
-            update_anchors=dab.UPDATE_ANCHORS, anchor_eps=d.REFERENCE_EPS,
-        )
-        return args
+        model = load_model_file(cls.MODEL_FILE)
+        apply_detr_keys(cfg, model)
+        apply_keys(model, cfg.MODEL.DAB_DETR, "MODEL.DAB_DETR", cls.YACS_KEYS)
+        return model
+
+    @classmethod
+    def from_config(cls, cfg):
+        return instantiate_parts(cfg, cls.lazy_model_from_yacs(cfg), cls)

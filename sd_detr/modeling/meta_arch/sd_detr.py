@@ -11,17 +11,13 @@ self-attention on the 2C concatenation of the branches (attending in C channels 
 branch and the box head the localisation branch, and the criterion uses the task-alignment loss with
 repeated positives (:class:`~sd_detr.modeling.losses.TaskAlignmentLoss`, ``HungarianAssigner(num_repeats=2)``).
 """
+from detectron2.config import LazyCall as L
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY
 
-from ..assigner import HungarianAssigner
-from ..criterion import SetCriterion
-from ..decoder.disentangled import SELF_ATTN_WIDTHS, DisentangledDecoder
+from ..decoder.disentangled import SELF_ATTN_WIDTHS
 from ..losses import FocalLoss, TaskAlignmentLoss
-from ..matcher import HungarianMatcher
-from ..queries.mini_detector import MiniDetector, MiniDetectorQueries
-from ..queries.task_aware import TaskAwareQueryGenerator
-from .build import detr_common_from_config
+from .build import apply_detr_keys, apply_keys, instantiate_parts, load_model_file, target_of
 from .detr import DETRDetector
 
 # decoder layout name -> (branches, shared self-attention)
@@ -45,37 +41,62 @@ class SDDETR(DETRDetector):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
 
+    MODEL_FILE = "sd_detr/configs/models/sd_detr_r50.py"
+    # MODEL.SD_DETR.<KEY> -> its places in the model config (DECODER, TASK_AWARE_QUERIES,
+    # TASK_ALIGNMENT_LOSS and REPEAT_LAST_LAYER switch parts: lazy_model_from_yacs)
+    YACS_KEYS = {
+        "SELF_ATTN_WIDTH": ("decoder.self_attn_width",),
+        "REFINE_ANCHORS": ("decoder.refine_anchors",),
+        "MINI_DETECTOR_CONVS": ("query_init.mini_detector.num_convs",),
+        "MINI_DETECTOR_NORM_GROUPS": ("query_init.mini_detector.norm_groups",),
+        "MINI_DETECTOR_WEIGHT": ("criterion.extra_stage_weights.mini_detector",),
+        "ANCHOR_SIZE": ("query_init.mini_detector.anchor_size",),
+        "ANCHOR_STRIDE": ("query_init.mini_detector.anchor_stride",),
+        "NUM_REPEATS": ("criterion.assigner.num_repeats",),
+    }
+    TAQ_KEYS = {"NUM_POINTS": ("query_init.task_aware.num_points",), "ROI_SIZE": ("query_init.task_aware.roi_size",)}
+    TAL_KEYS = {"TAL_ALPHA": ("criterion.class_loss.alpha",), "TAL_BETA": ("criterion.class_loss.beta",),
+                "TAL_GAMMA": ("criterion.class_loss.gamma",)}
+
     @classmethod
-    def from_config(cls, cfg):
+    def lazy_model_from_yacs(cls, cfg):
+        """The model config the yacs ``cfg`` describes: :attr:`MODEL_FILE` with the set keys applied and
+        the parts of an ablation row switched (``MODEL.SD_DETR.DECODER``, ``TASK_AWARE_QUERIES``,
+        ``TASK_ALIGNMENT_LOSS``, ``REPEAT_LAST_LAYER``)."""
         if not hasattr(cfg.MODEL, "SD_DETR"):
             raise KeyError("config has no MODEL.SD_DETR: call sd_detr.config.add_sd_detr_config(cfg) before merging the file")
-        args = detr_common_from_config(cfg)
-        d, s = cfg.MODEL.DETR, cfg.MODEL.SD_DETR
-        if s.DECODER not in DECODER_LAYOUTS:
-            raise ValueError(f"MODEL.SD_DETR.DECODER must be one of {sorted(DECODER_LAYOUTS)}, got {s.DECODER!r}")
-        branches, shared_self_attn = DECODER_LAYOUTS[s.DECODER]
-        if s.SELF_ATTN_WIDTH not in SELF_ATTN_WIDTHS:
+        s = cfg.MODEL.SD_DETR
+        model = load_model_file(cls.MODEL_FILE)
+        file_layers, file_stages = model.decoder.num_layers, model.criterion.assigner.repeat_stages
+        apply_detr_keys(cfg, model)
+        if s.DECODER is not None:
+            if s.DECODER not in DECODER_LAYOUTS:
+                raise ValueError(f"MODEL.SD_DETR.DECODER must be one of {sorted(DECODER_LAYOUTS)}, got {s.DECODER!r}")
+            branches, shared_self_attn = DECODER_LAYOUTS[s.DECODER]
+            model.decoder.branches, model.decoder.shared_self_attn = list(branches), shared_self_attn
+        if s.SELF_ATTN_WIDTH is not None and s.SELF_ATTN_WIDTH not in SELF_ATTN_WIDTHS:
             raise ValueError(f"MODEL.SD_DETR.SELF_ATTN_WIDTH must be one of {SELF_ATTN_WIDTHS}, got {s.SELF_ATTN_WIDTH!r}")
-        mini = MiniDetector(d.HIDDEN_DIM, d.NUM_CLASSES, num_convs=s.MINI_DETECTOR_CONVS,
-                            norm_groups=s.MINI_DETECTOR_NORM_GROUPS, anchor_size=s.ANCHOR_SIZE,
-                            anchor_stride=s.ANCHOR_STRIDE, reference_eps=d.REFERENCE_EPS)
-        taq = (TaskAwareQueryGenerator(d.HIDDEN_DIM, branches, num_points=s.NUM_POINTS, roi_size=s.ROI_SIZE)
-               if s.TASK_AWARE_QUERIES else None)
-        args["query_init"] = MiniDetectorQueries(mini, d.NUM_QUERIES, branches, task_aware=taq)
-        args["decoder"] = DisentangledDecoder(d.DEC_LAYERS, d.HIDDEN_DIM, d.NHEADS, d.DIM_FEEDFORWARD, d.DROPOUT,
-                                              d.ACTIVATION, branches=branches, shared_self_attn=shared_self_attn,
-                                              self_attn_width=s.SELF_ATTN_WIDTH,
-                                              refine_anchors=s.REFINE_ANCHORS, reference_eps=d.REFERENCE_EPS)
-        class_loss = (TaskAlignmentLoss(s.TAL_ALPHA, s.TAL_BETA, s.TAL_GAMMA) if s.TASK_ALIGNMENT_LOSS
-                      else FocalLoss(d.FOCAL_ALPHA, d.FOCAL_GAMMA))
-        repeat_stages = None if s.REPEAT_LAST_LAYER else list(range(d.DEC_LAYERS - 1))
-        args["criterion"] = SetCriterion(
-            num_classes=d.NUM_CLASSES,
-            matcher=HungarianMatcher(d.COST_CLASS, d.COST_BBOX, d.COST_GIOU, d.FOCAL_ALPHA, d.FOCAL_GAMMA),
-            assigner=HungarianAssigner(num_repeats=s.NUM_REPEATS, repeat_stages=repeat_stages),
-            class_loss=class_loss,
-            weight_dict={"loss_class": d.CLASS_WEIGHT, "loss_bbox": d.BBOX_WEIGHT, "loss_giou": d.GIOU_WEIGHT},
-            aux_loss=d.DEEP_SUPERVISION,
-            extra_stage_weights={"mini_detector": s.MINI_DETECTOR_WEIGHT},
-        )
-        return args
+        apply_keys(model, s, "MODEL.SD_DETR", cls.YACS_KEYS)
+        if s.TASK_AWARE_QUERIES is False:
+            model.query_init.task_aware = None
+        elif model.query_init.task_aware is not None:  # the keys of a part switched off do not apply
+            apply_keys(model, s, "MODEL.SD_DETR", cls.TAQ_KEYS)
+        if s.TASK_ALIGNMENT_LOSS is False:  # the focal loss of the matcher's alpha / gamma (Table 2 rows)
+            m = model.criterion.matcher
+            model.criterion.class_loss = L(FocalLoss)(alpha=m.focal_alpha, gamma=m.focal_gamma)
+        elif target_of(model.criterion.class_loss) is TaskAlignmentLoss:
+            apply_keys(model, s, "MODEL.SD_DETR", cls.TAL_KEYS)
+        # repeated positives in every decoder layer (True) or all but the last (False); unset: as the model
+        # file, for the number of layers the config has
+        repeat_last = s.REPEAT_LAST_LAYER
+        if repeat_last is None and file_stages is not None and list(file_stages) == list(range(file_layers - 1)):
+            repeat_last = False
+        if repeat_last is not None:
+            n = model.decoder.num_layers
+            model.criterion.assigner.repeat_stages = None if repeat_last else list(range(n - 1))
+        return model
+
+    @classmethod
+    def from_config(cls, cfg):
+        return instantiate_parts(cfg, cls.lazy_model_from_yacs(cfg), cls)
+

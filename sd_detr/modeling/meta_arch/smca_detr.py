@@ -10,10 +10,7 @@ from detectron2.structures import ImageList
 from torch import Tensor, nn
 
 from ..structures import EncoderMemory
-from ..decoder.smca import SMCADecoder
-from ..encoder_multiscale import IntraMultiScaleEncoder
-from ..queries import LearnedQueries
-from .build import detr_common_from_config
+from .build import apply_detr_keys, apply_keys, instantiate_parts, load_model_file
 from .detr import DETRDetector
 
 
@@ -106,22 +103,40 @@ class SMCADETR(DETRDetector):
             extra={"level_shapes": shapes, "level_strides": list(self.level_strides)},
         )
 
+    MODEL_FILE = "smca_detr/configs/models/smca_detr_r50.py"
+    MULTI_SCALE_MODEL_FILE = "smca_detr/configs/models/smca_detr_r50_multiscale.py"
+    # MODEL.SMCA_DETR.<KEY> -> its places in the model config
+    YACS_KEYS = {
+        "BETA": ("decoder.beta",),
+        "HEAD_SPECIFIC": ("decoder.head_specific",),
+        "SCALE_MODE": ("decoder.scale_mode",),
+        "CENTER_MLP_LAYERS": ("decoder.center_mlp_layers",),
+    }
+    MULTI_SCALE_KEYS = {
+        "NUM_EXTRA_LEVELS": ("num_extra_levels",),
+        "ENC_MULTI_SCALE_LAYERS": ("encoder.multi_scale_layers",),
+    }
+
     @classmethod
-    def from_config(cls, cfg):
+    def lazy_model_from_yacs(cls, cfg):
+        """The model config the yacs ``cfg`` describes: :attr:`MODEL_FILE` (single scale) or, with
+        ``MODEL.SMCA_DETR.IN_FEATURES``, :attr:`MULTI_SCALE_MODEL_FILE`, with the set keys applied."""
         if not hasattr(cfg.MODEL, "SMCA_DETR"):
             raise KeyError("config has no MODEL.SMCA_DETR: call sd_detr.config.add_smca_detr_config(cfg) before merging the file")
-        args = detr_common_from_config(cfg)
-        d, s = cfg.MODEL.DETR, cfg.MODEL.SMCA_DETR
-        args["query_init"] = LearnedQueries(d.NUM_QUERIES, d.HIDDEN_DIM)
-        num_levels = 1
-        if s.IN_FEATURES:
-            args["in_features"] = list(s.IN_FEATURES)
-            args["in_feature"] = s.IN_FEATURES[-1]
-            args["num_extra_levels"] = s.NUM_EXTRA_LEVELS
-            args["encoder"] = IntraMultiScaleEncoder(d.ENC_LAYERS, d.HIDDEN_DIM, d.NHEADS, d.DIM_FEEDFORWARD, d.DROPOUT,
-                                                     d.ACTIVATION, multi_scale_layers=s.ENC_MULTI_SCALE_LAYERS)
-            num_levels = len(s.IN_FEATURES) + s.NUM_EXTRA_LEVELS
-        args["decoder"] = SMCADecoder(d.DEC_LAYERS, d.HIDDEN_DIM, d.NHEADS, d.DIM_FEEDFORWARD, d.DROPOUT, d.ACTIVATION,
-                                      beta=s.BETA, head_specific=s.HEAD_SPECIFIC, scale_mode=s.SCALE_MODE,
-                                      center_mlp_layers=s.CENTER_MLP_LAYERS, num_levels=num_levels)
-        return args
+        s = cfg.MODEL.SMCA_DETR
+        multi_scale = bool(s.IN_FEATURES)
+        model = load_model_file(cls.MULTI_SCALE_MODEL_FILE if multi_scale else cls.MODEL_FILE)
+        apply_detr_keys(cfg, model)
+        apply_keys(model, s, "MODEL.SMCA_DETR", cls.YACS_KEYS)
+        if multi_scale:
+            apply_keys(model, s, "MODEL.SMCA_DETR", cls.MULTI_SCALE_KEYS)
+            model.in_features = list(s.IN_FEATURES)
+            model.in_feature = s.IN_FEATURES[-1]
+            model.decoder.num_levels = len(s.IN_FEATURES) + model.num_extra_levels
+        elif s.NUM_EXTRA_LEVELS:
+            raise ValueError("MODEL.SMCA_DETR.NUM_EXTRA_LEVELS needs the multi-scale MODEL.SMCA_DETR.IN_FEATURES")
+        return model
+
+    @classmethod
+    def from_config(cls, cfg):
+        return instantiate_parts(cfg, cls.lazy_model_from_yacs(cfg), cls)

@@ -21,7 +21,11 @@ model = L(ConditionalDETR)(
     position_embedding=L(PositionEmbeddingSine)(d_model="${..hidden_dim}", temperature=10000, normalize=True),
     encoder=L(TransformerEncoder)(num_layers=6, d_model="${..hidden_dim}", nhead=8, dim_feedforward=2048, dropout=0.1, activation="relu"),
     query_init=L(LearnedQueries)(num_queries=300, d_model="${..hidden_dim}"),
-    decoder=L(ConditionalDecoder)(num_layers=6, d_model="${..hidden_dim}", nhead=8, dim_feedforward=2048, dropout=0.1, activation="relu"),
+    # the transformer's heads, FFN width, dropout and activation are written once, in the encoder
+    decoder=L(ConditionalDecoder)(
+        num_layers=6, d_model="${..hidden_dim}", nhead="${..encoder.nhead}", dim_feedforward="${..encoder.dim_feedforward}",
+        dropout="${..encoder.dropout}", activation="${..encoder.activation}",
+    ),
     criterion=L(SetCriterion)(
         num_classes="${..num_classes}",
         matcher=L(HungarianMatcher)(cost_class=2.0, cost_bbox=5.0, cost_giou=2.0, focal_alpha=0.25, focal_gamma=2.0),

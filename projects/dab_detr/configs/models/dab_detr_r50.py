@@ -27,8 +27,10 @@ model = L(DABDETR)(
         scale_pos_by_content=True,
     ),
     query_init=L(AnchorQueries)(num_queries=300, d_model="${..hidden_dim}", num_patterns=0, random_xy=False),
+    # the transformer's heads, FFN width, dropout and activation are written once, in the encoder
     decoder=L(DABDecoder)(
-        num_layers=6, d_model="${..hidden_dim}", nhead=8, dim_feedforward=2048, dropout=0.0, activation="prelu",
+        num_layers=6, d_model="${..hidden_dim}", nhead="${..encoder.nhead}", dim_feedforward="${..encoder.dim_feedforward}",
+        dropout="${..encoder.dropout}", activation="${..encoder.activation}",
         query_temperature=10000, modulate_hw_attn=True, update_anchors=True, anchor_eps="${..reference_eps}",
     ),
     criterion=L(SetCriterion)(

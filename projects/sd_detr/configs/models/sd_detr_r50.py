@@ -61,13 +61,14 @@ model = L(SDDETR)(
         ),
         name="mini_detector",
     ),
+    # the transformer's heads, FFN width, dropout and activation are written once, in the encoder
     decoder=L(DisentangledDecoder)(
         num_layers=6,
         d_model="${..hidden_dim}",
-        nhead=8,
-        dim_feedforward=2048,
-        dropout=0.1,
-        activation="relu",
+        nhead="${..encoder.nhead}",
+        dim_feedforward="${..encoder.dim_feedforward}",
+        dropout="${..encoder.dropout}",
+        activation="${..encoder.activation}",
         branches=["cls", "loc"],
         shared_self_attn=True,
         # the shared self-attention over [q_cls | q_loc] (2C) attends in C = 256 channels, 8 heads of 32

@@ -26,8 +26,10 @@ model = L(SMCADETR)(
     position_embedding=L(PositionEmbeddingSine)(d_model="${..hidden_dim}", temperature=10000, normalize=True),
     encoder=L(TransformerEncoder)(num_layers=6, d_model="${..hidden_dim}", nhead=8, dim_feedforward=2048, dropout=0.1, activation="relu"),
     query_init=L(LearnedQueries)(num_queries=300, d_model="${..hidden_dim}"),
+    # the transformer's heads, FFN width, dropout and activation are written once, in the encoder
     decoder=L(SMCADecoder)(
-        num_layers=6, d_model="${..hidden_dim}", nhead=8, dim_feedforward=2048, dropout=0.1, activation="relu",
+        num_layers=6, d_model="${..hidden_dim}", nhead="${..encoder.nhead}", dim_feedforward="${..encoder.dim_feedforward}",
+        dropout="${..encoder.dropout}", activation="${..encoder.activation}",
         beta=8.0,  # the paper's beta = the official --smooth
         head_specific=True,  # multi-head spatial modulation (paper Table 2 "Multi-head + Indep.")
         scale_mode="indep",  # independent x / y scales (official type3)

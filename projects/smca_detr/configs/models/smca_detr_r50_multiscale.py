@@ -20,7 +20,7 @@ model.backbone.out_features = ["res4", "res5"]
 model.in_features = ["res4", "res5"]
 model.num_extra_levels = 1  # stride 64
 model.encoder = L(IntraMultiScaleEncoder)(
+    # FFN 1024 for the decoder too: the decoder reads the encoder's (smca_detr_r50.py)
     num_layers=5, d_model="${..hidden_dim}", nhead=8, dim_feedforward=1024, dropout=0.1, activation="relu", multi_scale_layers=[2],
 )
-model.decoder.dim_feedforward = 1024
 model.decoder.num_levels = 3

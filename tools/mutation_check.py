@@ -91,6 +91,8 @@ ENCODER = (BASE_WIRING, T + "test_dab_detr.py::test_encoder_scales_the_position_
 
 STRUCTURES = (T + "test_structures.py",)
 YACS = ("tests/config/test_yacs_configs.py",)
+MULTILEVEL = (T + "test_input_projection.py",
+              T + "test_smca_detr.py::test_multiscale_memory_has_levels_of_strides_16_32_64_with_grids_in_stride_32_cells")
 
 DIS = "sd_detr/modeling/decoder/disentangled.py"
 DETR = "sd_detr/modeling/meta_arch/detr.py"
@@ -212,6 +214,13 @@ MUTANTS: List[Mutant] = [
     Mutant("dab_anchor_chain_not_detached", "sd_detr/modeling/decoder/dab.py", "anchors = reference.detach()",
            "anchors = reference", DAB, "DAB-DETR: the anchor chain between layers not detached"),
     # -------------------------------------------------------------- SMCA-DETR
+    Mutant("multilevel_level_embed_dropped", DETR,
+           "pos = self.position_embedding(level_mask).to(m.dtype) + self.level_embed[level][:, None, None]",
+           "pos = self.position_embedding(level_mask).to(m.dtype)", MULTILEVEL,
+           "multi-scale: the learned level embedding left out of the levels' position embedding"),
+    Mutant("multilevel_extra_level_not_chained", "sd_detr/modeling/input_projection.py",
+           "            x = conv(x)\n            maps.append(x)", "            maps.append(conv(x))", MULTILEVEL,
+           "multi-scale: every extra level convolving the last backbone feature instead of the previous level"),
     Mutant("smca_gaussian_not_added", "sd_detr/modeling/decoder/smca.py",
            "lvl.memory, lvl.mask, biases[0])", "lvl.memory, lvl.mask, None)", SMCA,
            "(j) SMCA's Gaussian map not added to the co-attention"),

@@ -16,6 +16,7 @@ from detectron2.structures import Boxes, ImageList, Instances
 from torch import Tensor, nn
 
 from ...layers import MLP, Linear, box_cxcywh_to_xyxy, box_xyxy_to_cxcywh, inverse_sigmoid
+from ..input_projection import MultiLevelProjection
 from ..structures import DecoderOutput, EncoderMemory, Queries
 
 IMAGENET_MEAN_RGB = (123.675, 116.280, 103.530)
@@ -30,7 +31,17 @@ class DETRDetector(nn.Module):
 
     Args:
         backbone: a Detectron2 backbone (e.g. :func:`~sd_detr.modeling.backbone.build_detr_resnet`).
-        in_feature: the backbone output to encode ("res5"; "res4" for tiny models).
+        in_feature: the backbone output to encode ("res5"; "res4" for tiny models); with
+            ``in_features``, the last of them (the level whose cell is the memory's ``stride``).
+        in_features, num_extra_levels: several feature levels instead of one: the backbone outputs
+            ``in_features`` (finest first) and ``num_extra_levels`` stride-2 levels on top, projected
+            by :class:`~sd_detr.modeling.input_projection.MultiLevelProjection` (SMCA-DETR's multi-scale
+            design). Each level's position embedding is the sine embedding of its mask plus a learned
+            level embedding (``level_embed``, [L, C]; SMCA's released code ``models/transformer.py:471``);
+            the encoder receives and returns lists of levels, and the :class:`EncoderMemory`
+            concatenates them along N and lists them in ``extra["level_shapes"]`` /
+            ``extra["level_strides"]``; its ``spatial_shape`` / ``stride`` are ``in_feature``'s (so
+            ``as_map()`` does not apply to it).
         position_embedding: maps the [B, H, W] padding mask to [B, C, H, W].
         encoder: [B, N, C] features, pos, mask -> [B, N, C] memory.
         query_init: (:class:`EncoderMemory`, targets or None) -> :class:`Queries` (its
@@ -77,7 +88,9 @@ class DETRDetector(nn.Module):
         criterion: nn.Module,
         num_classes: int,
         hidden_dim: int = 256,
-        in_feature: str = "res5",
+        in_feature: Optional[str] = None,
+        in_features: Optional[Sequence[str]] = None,
+        num_extra_levels: int = 0,
         pixel_mean: Sequence[float] = IMAGENET_MEAN_RGB,
         pixel_std: Sequence[float] = IMAGENET_STD_RGB,
         input_format: str = "RGB",
@@ -91,18 +104,35 @@ class DETRDetector(nn.Module):
         clip_boxes: bool = False,
     ):
         super().__init__()
+        name = type(self).__name__
         self.backbone = backbone
-        self.in_feature = in_feature
+        self.in_features = list(in_features) if in_features else None
+        if self.in_features:
+            if in_feature is not None and in_feature != self.in_features[-1]:
+                raise ValueError(f"{name}: in_feature {in_feature!r} must be the last of in_features {self.in_features}")
+            in_feature = self.in_features[-1]
+        elif num_extra_levels:
+            raise ValueError(f"{name}: num_extra_levels needs the multi-level in_features")
+        self.in_feature = in_feature = in_feature or "res5"
         shapes = backbone.output_shape()
         if in_feature not in shapes:
-            raise KeyError(f"{type(self).__name__}: in_feature {in_feature!r} is not a backbone output; "
-                           f"available: {sorted(shapes)}")
+            raise KeyError(f"{name}: in_feature {in_feature!r} is not a backbone output; available: {sorted(shapes)}")
         pe_width = getattr(position_embedding, "d_model", hidden_dim)
         if pe_width != hidden_dim:
             raise ValueError(f"{type(self).__name__}: position_embedding.d_model {pe_width} differs from hidden_dim "
                              f"{hidden_dim} (configs: d_model='${{..hidden_dim}}')")
         self.hidden_dim = hidden_dim
-        self.input_proj = nn.Conv2d(shapes[in_feature].channels, hidden_dim, kernel_size=1)
+        if self.in_features:
+            self.input_proj = MultiLevelProjection(shapes, self.in_features, hidden_dim, num_extra_levels)
+            self.level_strides = self.input_proj.strides
+            self.level_embed = nn.Parameter(torch.empty(len(self.level_strides), hidden_dim))
+            nn.init.normal_(self.level_embed)
+            levels = getattr(decoder, "num_levels", len(self.level_strides))
+            if levels != len(self.level_strides):
+                raise ValueError(f"{name}: decoder.num_levels {levels} differs from the {len(self.level_strides)} "
+                                 f"levels of in_features {self.in_features} + num_extra_levels {num_extra_levels}")
+        else:
+            self.input_proj = nn.Conv2d(shapes[in_feature].channels, hidden_dim, kernel_size=1)
         self.feature_stride = shapes[in_feature].stride
         self.position_embedding = position_embedding
         self.encoder = encoder
@@ -180,6 +210,8 @@ class DETRDetector(nn.Module):
         return images.tensor
 
     def encode(self, images: ImageList, mask: Tensor) -> EncoderMemory:
+        if self.in_features:
+            return self.encode_levels(images, mask)
         features = self.backbone(self.backbone_input(images))[self.in_feature]
         feat_mask = F.interpolate(mask[None].float(), size=features.shape[-2:]).to(torch.bool)[0]
         pos = self.position_embedding(feat_mask).to(features.dtype)
@@ -192,6 +224,29 @@ class DETRDetector(nn.Module):
         image_sizes = torch.tensor([[int(h), int(w)] for h, w in images.image_sizes], dtype=torch.float32, device=self.device)
         return EncoderMemory(memory=memory, pos=pos, mask=flat_mask, spatial_shape=(h, w),
                              stride=self.feature_stride, image_sizes=image_sizes)
+
+    def encode_levels(self, images: ImageList, mask: Tensor) -> EncoderMemory:
+        """The multi-level encoding (``in_features``): every level projected, masked and embedded, the
+        encoder run on the list of levels, the memory concatenated along N."""
+        maps = self.input_proj(self.backbone(self.backbone_input(images)))
+        srcs, poss, masks, shapes = [], [], [], []
+        for level, m in enumerate(maps):
+            level_mask = F.interpolate(mask[None].float(), size=m.shape[-2:]).to(torch.bool)[0]
+            pos = self.position_embedding(level_mask).to(m.dtype) + self.level_embed[level][:, None, None]
+            shapes.append(tuple(m.shape[-2:]))
+            srcs.append(m.flatten(2).transpose(1, 2))
+            poss.append(pos.flatten(2).transpose(1, 2))
+            masks.append(level_mask.flatten(1))
+        memory = self.encoder(srcs, poss, masks)
+        ref = len(self.in_features) - 1
+        # int(): under tracing (fvcore) ImageList holds the sizes as tensors
+        image_sizes = torch.tensor([[int(h), int(w)] for h, w in images.image_sizes], dtype=torch.float32,
+                                   device=self.device)
+        return EncoderMemory(
+            memory=torch.cat(memory, 1), pos=torch.cat(poss, 1), mask=torch.cat(masks, 1),
+            spatial_shape=shapes[ref], stride=self.level_strides[ref], image_sizes=image_sizes,
+            extra={"level_shapes": shapes, "level_strides": list(self.level_strides)},
+        )
 
     def predict(self, dec: DecoderOutput) -> Dict[str, Tensor]:
         """Shared heads on every layer -> {"pred_logits": [L, B, Q, K], "pred_boxes": [L, B, Q, 4]}."""

@@ -125,3 +125,56 @@ def test_sampling_positions_receive_gradients():
     sum((v * torch.randn(v.shape, generator=g)).sum() for v in out.branch_content.values()).backward()
     for head in taq.point_heads.values():
         assert head.mlp.layers[-1].weight.grad.abs().sum() > 0
+
+
+def test_roi_feature_gradient_equals_torchvision_roi_align_gradient():
+    """Bug caught: the separable input gradient of the training path (_RoIAlignSeparableGrad) off from
+    torchvision's backward: a sample position, the edge clamping, the out-of-map test, the adaptive
+    sample count or the per-image sum. Boxes: inside, across the edges, beyond the map, empty, the
+    whole map; float64 so that only float rounding separates the two."""
+    from sd_detr.modeling.queries.task_aware import _RoIAlignSeparableGrad
+
+    g = torch.Generator().manual_seed(0)
+    for (h, w), ratio in (((6, 8), -1), ((25, 38), -1), ((5, 7), 2), ((1, 1), -1)):
+        fm = torch.randn(2, 3, h, w, generator=g, dtype=torch.float64, requires_grad=True)
+        centre = (torch.rand(2, 11, 2, generator=g, dtype=torch.float64) * 1.4 - 0.2) * torch.tensor([w, h])
+        size = torch.rand(2, 11, 2, generator=g, dtype=torch.float64) * 1.2 * torch.tensor([w, h])
+        size[:, :2] = 0
+        cells = torch.cat([centre - size / 2, centre + size / 2], -1)
+        cells[0, 3] = torch.tensor([0.0, 0.0, w, h])
+        cells[1, 4] = torch.tensor([w - 1.0, h - 1.0, w + 3.0, h + 3.0])
+        grad_out = torch.randn(22, 3, 7, 7, generator=g, dtype=torch.float64)
+        ref = roi_align(fm, list(cells.unbind(0)), output_size=7, spatial_scale=1.0, sampling_ratio=ratio, aligned=True)
+        out = _RoIAlignSeparableGrad.apply(fm, cells, 7, ratio)
+        assert torch.equal(out, ref)
+        (expected,) = torch.autograd.grad(ref, fm, grad_out)
+        (got,) = torch.autograd.grad(out, fm, grad_out)
+        assert expected.abs().sum() > 0
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_training_path_keeps_the_roi_features_and_their_gradient():
+    """Bug caught: the generator's training path (gradient wanted, CPU) giving other RoI features or
+    another memory gradient than torchvision's roi_align (float32: equal to rounding)."""
+    taq = _generator()
+    mem = _memory()
+    memory = mem.memory.clone().requires_grad_()
+    mem = EncoderMemory(memory=memory, pos=mem.pos, mask=mem.mask, spatial_shape=mem.spatial_shape,
+                        stride=mem.stride, image_sizes=mem.image_sizes)
+    from sd_detr.modeling.queries.mini_detector import feature_valid_sizes, masked_memory
+
+    fm = mem.as_map(masked_memory(mem))
+    valid = feature_valid_sizes(mem)
+    anchors = _anchors()
+    rois = taq.roi_features(fm, anchors, valid)
+    cells = boxes_to_feature_cells(anchors, valid)
+    ref = roi_align(fm, list(cells.unbind(0)), output_size=taq.roi_size, spatial_scale=1.0, sampling_ratio=-1,
+                    aligned=True)
+    assert rois.grad_fn is not None and "RoIAlignSeparableGrad" in type(rois.grad_fn).__name__
+    assert torch.equal(rois, ref)
+    grad_out = torch.randn(rois.shape, generator=torch.Generator().manual_seed(2))
+    (got,) = torch.autograd.grad(rois, memory, grad_out, retain_graph=True)
+    (expected,) = torch.autograd.grad(ref, memory, grad_out)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():  # inference: torchvision's op itself
+        assert torch.equal(taq.roi_features(fm, anchors, valid), ref)

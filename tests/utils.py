@@ -13,36 +13,21 @@ def project_configs(pattern="*.py"):
 
 
 def shrink_model_config(model_cfg):
-    """Shrink a full-size detector config in place to a few-second CPU size, keeping its structure."""
-    model_cfg.backbone.update(depth=18, stem_out_channels=8, res2_out_channels=8, freeze_at=0)
-    if model_cfg.backbone.get("dc5"):
-        model_cfg.backbone.depth = 50  # DC5 needs bottleneck blocks
-        model_cfg.backbone.res2_out_channels = 32
-    model_cfg.hidden_dim = 32
-    model_cfg.encoder.update(num_layers=1, nhead=2, dim_feedforward=32)
-    model_cfg.decoder.update(num_layers=2, nhead=2, dim_feedforward=32)
-    model_cfg.query_init.num_queries = 10
-    if "multi_scale_layers" in model_cfg.encoder:  # SMCA's multi-scale encoder: one intra, one multi layer
-        model_cfg.encoder.update(num_layers=2, multi_scale_layers=[1])
-    return model_cfg
+    """Shrink a full-size detector config in place to a few-second CPU size, keeping its structure
+    (``sd_detr.config.SIZES["test"]``)."""
+    from sd_detr.config import apply_size
+
+    return apply_size(model_cfg, "test")
 
 
 def tiny_synthetic_yacs(cfg, meta_architecture):
     """The yacs twin of ``sd_detr.config.apply_tiny_synthetic_size``: set ``cfg`` (with the detector's keys
     already added) to the size of the ``*_tiny_synthetic.py`` configs, on CPU. Returns ``cfg``."""
+    from sd_detr.config import apply_size_yacs
+
     cfg.MODEL.META_ARCHITECTURE = meta_architecture
     cfg.MODEL.DEVICE = "cpu"
-    cfg.MODEL.RESNETS.DEPTH = 18
-    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 16
-    cfg.MODEL.RESNETS.STEM_OUT_CHANNELS = 16
-    cfg.MODEL.RESNETS.OUT_FEATURES = ["res4"]
-    cfg.MODEL.BACKBONE.FREEZE_AT = 0
-    cfg.MODEL.RESNETS.NORM = "naiveSyncBN"
-    d = cfg.MODEL.DETR
-    d.IN_FEATURE, d.HIDDEN_DIM, d.NHEADS, d.DIM_FEEDFORWARD = "res4", 64, 4, 256
-    d.ENC_LAYERS, d.DEC_LAYERS, d.NUM_QUERIES, d.NUM_CLASSES, d.DROPOUT = 2, 3, 30, 5, 0.0
-    d.CLIP_BOXES = True  # the tiny LazyConfig models clip (sd_detr.config.apply_tiny_synthetic_size)
-    return cfg
+    return apply_size_yacs(cfg, "tiny_synthetic")
 
 
 def random_batch(num_classes, sizes=((64, 80), (72, 56)), with_instances=True, seed=0):

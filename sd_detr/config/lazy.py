@@ -28,23 +28,13 @@ def get_config(relative_path: str):
 
 
 def apply_tiny_synthetic_size(model):
-    """Scale a detector config down in place to the size of every ``*_tiny_synthetic.py`` config, so that
-    the detectors compare at one size: a narrow ResNet-18 up to res4 (stride 16, 16-channel stem,
-    trainable BatchNorm synchronised across processes), a 64-d transformer with 4 heads and no dropout,
-    2 encoder and 3 decoder layers, 30 queries, the 5 synthetic classes, top 50 detections, boxes clipped
-    to the image at inference (Detectron2's convention; the full-size configs keep the official unclipped
-    boxes). Returns ``model``."""
-    model.backbone.update(depth=18, out_features=["res4"], stem_out_channels=16, res2_out_channels=16, freeze_at=0,
-                          norm="naiveSyncBN")
-    model.in_feature = "res4"
-    model.hidden_dim = 64
-    model.num_classes = 5
-    model.num_select = 50
-    model.clip_boxes = True
-    model.encoder.update(num_layers=2, nhead=4, dim_feedforward=256, dropout=0.0)
-    model.decoder.update(num_layers=3, nhead=4, dim_feedforward=256, dropout=0.0)
-    model.query_init.num_queries = 30
-    return model
+    """Scale a detector config down in place to the size of every ``*_tiny_synthetic.py`` config
+    (:data:`sd_detr.config.sizes.SIZES` ``["tiny_synthetic"]``: a narrow ResNet-18 up to res4, a 64-d
+    transformer with 4 heads, 2 + 3 layers, 30 queries, the 5 synthetic classes, top 50 detections, boxes
+    clipped), so that the detectors compare at one size. Returns ``model``."""
+    from .sizes import apply_size
+
+    return apply_size(model, "tiny_synthetic")
 
 
 def _target_accepts(node, name: str) -> bool:

@@ -82,7 +82,7 @@ def test_build_model_from_yacs_config_matches_the_lazy_config_model():
     assert {k: v.shape for k, v in yacs_model.state_dict().items()} == {k: v.shape for k, v in lazy_model.state_dict().items()}
     yacs_model.eval()
     out = yacs_model(random_batch(5, with_instances=False))
-    assert len(out) == 2 and len(out[0]["instances"]) == 100
+    assert len(out) == 2 and len(out[0]["instances"]) == lazy_model.num_select == 50
 
 
 def test_shrunk_full_size_config_runs_forward_backward():

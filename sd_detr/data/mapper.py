@@ -106,6 +106,10 @@ def build_detr_augmentations(
     crop_size: Sequence[int] = (384, 600),
     test_min_size: int = 800,
     test_max_size: int = 1333,
+    vertical_flip: bool = False,
+    rotate90: bool = False,
+    brightness: Optional[Sequence[float]] = None,
+    contrast: Optional[Sequence[float]] = None,
 ) -> List[T.Augmentation]:
     """DETR's augmentation as a list of detectron2 augmentations (see the module docstring).
 
@@ -118,6 +122,12 @@ def build_detr_augmentations(
         crop_size: (min, max) crop height and width in pixels ("absolute_range" crop: each side
             is drawn uniformly in [min(min, side), min(max, side)]).
         test_min_size, test_max_size: test-time shorter-side length and longer-side cap, pixels.
+        vertical_flip, rotate90, brightness, contrast: stronger augmentation for small datasets
+            whose images have no up or down (microscopy, aerial), off by default (DETR has none of them):
+            a vertical flip (p = 0.5), a rotation by 0, 90, 180 or 270 degrees (boxes stay exact), and
+            brightness / contrast factors drawn uniformly in ``(lo, hi)`` (e.g. ``(0.8, 1.2)``), applied
+            after the geometry. Set them by override, e.g.
+            ``dataloader.train.mapper.augmentations.rotate90=True`` (docs/ablations.md measures them).
 
     Returns:
         list of augmentations, to be passed as ``augmentations`` to :class:`DetrDatasetMapper`.
@@ -126,8 +136,19 @@ def build_detr_augmentations(
         return [T.ResizeShortestEdge(test_min_size, test_max_size)]
     min_sizes = tuple(int(s) for s in min_sizes)
     multi_scale = T.ResizeShortestEdge(min_sizes, max_size, sample_style="choice")
-    return [
-        T.RandomFlip(horizontal=True, vertical=False),
+    geometry = [T.RandomFlip(horizontal=True, vertical=False)]
+    if vertical_flip:
+        geometry.append(T.RandomFlip(horizontal=False, vertical=True))
+    if rotate90:
+        geometry.append(T.RandomRotation([0, 90, 180, 270], expand=True, sample_style="choice"))
+    photometric = []
+    for name, factors, aug in (("brightness", brightness, T.RandomBrightness), ("contrast", contrast, T.RandomContrast)):
+        if factors is not None:
+            lo, hi = (float(f) for f in factors)
+            if not 0 <= lo <= hi:
+                raise ValueError(f"build_detr_augmentations: {name} must be (lo, hi) with 0 <= lo <= hi, got {factors}")
+            photometric.append(aug(lo, hi))
+    return geometry + [
         RandomChoice(
             [
                 [multi_scale],
@@ -139,7 +160,7 @@ def build_detr_augmentations(
             ],
             probs=(0.5, 0.5),
         ),
-    ]
+    ] + photometric
 
 
 class DetrDatasetMapper(DatasetMapper):

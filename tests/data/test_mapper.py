@@ -321,3 +321,49 @@ def test_test_mapper_raises_for_a_bad_image_naming_it(tmp_path):
     mapper = DetrDatasetMapper(is_train=False, augmentations=build_detr_augmentations(False))
     with pytest.raises(SizeMismatchError, match="wrong_size.png"):
         mapper(_record(wrong))
+
+
+@pytest.mark.parametrize("option", ["vertical_flip", "rotate90"])
+def test_small_data_options_rotate_and_flip_vertically_keeping_boxes_on_the_object(red_rect_image, option):
+    """Bug caught: vertical_flip / rotate90 ignored, or the boxes not following a rotation (the red
+    rectangle, in the top-left quarter, must stay inside its box wherever it is moved)."""
+    augs = build_detr_augmentations(True, **SMALL_TRAIN, **{option: True})
+    mapper = DetrDatasetMapper(is_train=True, augmentations=augs)
+    record = _record(red_rect_image)
+    below, portrait, checked = 0, 0, 0
+    for seed in range(80):
+        np.random.seed(seed)
+        out = mapper(record)
+        boxes = out["instances"].gt_boxes.tensor
+        if len(boxes) == 0:
+            continue
+        h, w = out["image"].shape[1:]
+        red = (out["image"][0] > 128) & (out["image"][1] < 100)
+        x0, y0, x1, y1 = boxes[0].tolist()
+        near = torch.zeros_like(red)
+        near[max(int(y0) - 1, 0): int(np.ceil(y1)) + 1, max(int(x0) - 1, 0): int(np.ceil(x1)) + 1] = True
+        assert (red & ~near).sum() == 0
+        inside = torch.zeros_like(red)
+        inside[int(np.ceil(y0)): int(np.floor(y1)), int(np.ceil(x0)): int(np.floor(x1))] = True
+        if inside.sum() >= 16:
+            assert red[inside].float().mean() > 0.9
+            checked += 1
+        below += (y0 + y1) / 2 > h / 2  # only a vertical flip or a rotation moves it to the bottom half
+        portrait += (y1 - y0) > 1.2 * (x1 - x0)  # the 40x30 rectangle turned by 90 or 270 degrees
+    assert checked >= 30 and below >= 10  # each option alone moves it to the bottom half
+    assert (portrait >= 5) == (option == "rotate90")
+
+
+def test_brightness_and_contrast_change_pixels_not_boxes(red_rect_image):
+    plain = DetrDatasetMapper(is_train=True, augmentations=build_detr_augmentations(True, **SMALL_TRAIN))
+    jitter = DetrDatasetMapper(is_train=True, augmentations=build_detr_augmentations(
+        True, **SMALL_TRAIN, brightness=(0.5, 0.6), contrast=(1.0, 1.0)))
+    record = _record(red_rect_image)
+    np.random.seed(3)
+    a = plain(record)
+    np.random.seed(3)
+    b = jitter(record)
+    assert torch.equal(a["instances"].gt_boxes.tensor, b["instances"].gt_boxes.tensor)
+    assert b["image"].float().mean() < 0.7 * a["image"].float().mean()
+    with pytest.raises(ValueError, match="brightness"):
+        build_detr_augmentations(True, brightness=(1.2, 0.8))

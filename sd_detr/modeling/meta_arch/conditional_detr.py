@@ -14,11 +14,11 @@ class ConditionalDETR(DETRDetector):
     config with ``MODEL.META_ARCHITECTURE = "ConditionalDETR"`` and the ``MODEL.DETR`` keys.
     """
 
+    MODEL_FILE = "conditional_detr/configs/models/conditional_detr_r50.py"
+
     @configurable
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-
-    MODEL_FILE = "conditional_detr/configs/models/conditional_detr_r50.py"
 
     @classmethod
     def lazy_model_from_yacs(cls, cfg):

@@ -17,10 +17,6 @@ class DABDETR(DETRDetector):
     :func:`sd_detr.config.add_dab_detr_config`.
     """
 
-    @configurable
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-
     MODEL_FILE = "dab_detr/configs/models/dab_detr_r50.py"
     # MODEL.DAB_DETR.<KEY> -> its places in the model config
     YACS_KEYS = {
@@ -33,6 +29,10 @@ class DABDETR(DETRDetector):
         "PE_TEMPERATURE_W": ("position_embedding.temperature_w",),
         "QUERY_TEMPERATURE": ("decoder.query_temperature",),
     }
+
+    @configurable
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
 
     @classmethod
     def lazy_model_from_yacs(cls, cfg):

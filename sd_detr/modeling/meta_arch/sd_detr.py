@@ -37,10 +37,6 @@ class SDDETR(DETRDetector):
     :func:`sd_detr.config.add_sd_detr_config`.
     """
 
-    @configurable
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-
     MODEL_FILE = "sd_detr/configs/models/sd_detr_r50.py"
     # MODEL.SD_DETR.<KEY> -> its places in the model config (DECODER, TASK_AWARE_QUERIES,
     # TASK_ALIGNMENT_LOSS and REPEAT_LAST_LAYER switch parts: lazy_model_from_yacs)
@@ -57,6 +53,10 @@ class SDDETR(DETRDetector):
     TAQ_KEYS = {"NUM_POINTS": ("query_init.task_aware.num_points",), "ROI_SIZE": ("query_init.task_aware.roi_size",)}
     TAL_KEYS = {"TAL_ALPHA": ("criterion.class_loss.alpha",), "TAL_BETA": ("criterion.class_loss.beta",),
                 "TAL_GAMMA": ("criterion.class_loss.gamma",)}
+
+    @configurable
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
 
     @classmethod
     def lazy_model_from_yacs(cls, cfg):

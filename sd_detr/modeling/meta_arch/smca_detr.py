@@ -28,13 +28,6 @@ class SMCADETR(DETRDetector):
     :func:`sd_detr.config.add_smca_detr_config`'s ``MODEL.SMCA_DETR`` keys.
     """
 
-    @configurable
-    def __init__(self, **kwargs):
-        # the official box head keeps nn.Linear's initialisation (models/detr.py:45, no re-init), unlike
-        # the Conditional DETR family's zeroed last layer
-        kwargs.setdefault("box_head_init", "default")
-        super().__init__(**kwargs)
-
     MODEL_FILE = "smca_detr/configs/models/smca_detr_r50.py"
     MULTI_SCALE_MODEL_FILE = "smca_detr/configs/models/smca_detr_r50_multiscale.py"
     # MODEL.SMCA_DETR.<KEY> -> its places in the model config
@@ -48,6 +41,13 @@ class SMCADETR(DETRDetector):
         "NUM_EXTRA_LEVELS": ("num_extra_levels",),
         "ENC_MULTI_SCALE_LAYERS": ("encoder.multi_scale_layers",),
     }
+
+    @configurable
+    def __init__(self, **kwargs):
+        # the official box head keeps nn.Linear's initialisation (models/detr.py:45, no re-init), unlike
+        # the Conditional DETR family's zeroed last layer
+        kwargs.setdefault("box_head_init", "default")
+        super().__init__(**kwargs)
 
     @classmethod
     def lazy_model_from_yacs(cls, cfg):

@@ -215,8 +215,7 @@ MUTANTS: List[Mutant] = [
            "anchors = reference", DAB, "DAB-DETR: the anchor chain between layers not detached"),
     # -------------------------------------------------------------- SMCA-DETR
     Mutant("multilevel_level_embed_dropped", DETR,
-           "pos = self.position_embedding(level_mask).to(m.dtype) + self.level_embed[level][:, None, None]",
-           "pos = self.position_embedding(level_mask).to(m.dtype)", MULTILEVEL,
+           "            pos = pos + level_embed[:, None, None]", "            pos = pos", MULTILEVEL,
            "multi-scale: the learned level embedding left out of the levels' position embedding"),
     Mutant("multilevel_extra_level_not_chained", "sd_detr/modeling/input_projection.py",
            "            x = conv(x)\n            maps.append(x)", "            maps.append(conv(x))", MULTILEVEL,

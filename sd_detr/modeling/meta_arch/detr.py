@@ -213,40 +213,39 @@ class DETRDetector(nn.Module):
         if self.in_features:
             return self.encode_levels(images, mask)
         features = self.backbone(self.backbone_input(images))[self.in_feature]
-        feat_mask = F.interpolate(mask[None].float(), size=features.shape[-2:]).to(torch.bool)[0]
-        pos = self.position_embedding(feat_mask).to(features.dtype)
-        src = self.input_proj(features)
-        h, w = src.shape[-2:]
-        src = src.flatten(2).transpose(1, 2)
-        pos = pos.flatten(2).transpose(1, 2)
-        flat_mask = feat_mask.flatten(1)
+        src, pos, flat_mask, (h, w) = self._flatten_level(self.input_proj(features), mask)
         memory = self.encoder(src, pos, flat_mask)
-        image_sizes = torch.tensor([[int(h), int(w)] for h, w in images.image_sizes], dtype=torch.float32, device=self.device)
         return EncoderMemory(memory=memory, pos=pos, mask=flat_mask, spatial_shape=(h, w),
-                             stride=self.feature_stride, image_sizes=image_sizes)
+                             stride=self.feature_stride, image_sizes=self._image_sizes(images))
 
     def encode_levels(self, images: ImageList, mask: Tensor) -> EncoderMemory:
         """The multi-level encoding (``in_features``): every level projected, masked and embedded, the
         encoder run on the list of levels, the memory concatenated along N."""
         maps = self.input_proj(self.backbone(self.backbone_input(images)))
-        srcs, poss, masks, shapes = [], [], [], []
-        for level, m in enumerate(maps):
-            level_mask = F.interpolate(mask[None].float(), size=m.shape[-2:]).to(torch.bool)[0]
-            pos = self.position_embedding(level_mask).to(m.dtype) + self.level_embed[level][:, None, None]
-            shapes.append(tuple(m.shape[-2:]))
-            srcs.append(m.flatten(2).transpose(1, 2))
-            poss.append(pos.flatten(2).transpose(1, 2))
-            masks.append(level_mask.flatten(1))
-        memory = self.encoder(srcs, poss, masks)
+        srcs, poss, masks, shapes = zip(*(self._flatten_level(m, mask, self.level_embed[level])
+                                          for level, m in enumerate(maps)))
+        memory = self.encoder(list(srcs), list(poss), list(masks))
         ref = len(self.in_features) - 1
-        # int(): under tracing (fvcore) ImageList holds the sizes as tensors
-        image_sizes = torch.tensor([[int(h), int(w)] for h, w in images.image_sizes], dtype=torch.float32,
-                                   device=self.device)
         return EncoderMemory(
             memory=torch.cat(memory, 1), pos=torch.cat(poss, 1), mask=torch.cat(masks, 1),
-            spatial_shape=shapes[ref], stride=self.level_strides[ref], image_sizes=image_sizes,
-            extra={"level_shapes": shapes, "level_strides": list(self.level_strides)},
+            spatial_shape=shapes[ref], stride=self.level_strides[ref], image_sizes=self._image_sizes(images),
+            extra={"level_shapes": list(shapes), "level_strides": list(self.level_strides)},
         )
+
+    def _flatten_level(self, src: Tensor, mask: Tensor, level_embed: Optional[Tensor] = None):
+        """A projected map [B, C, H, W] and the image padding mask [B, H_img, W_img] -> the encoder's
+        (src [B, HW, C], pos [B, HW, C], mask [B, HW], (H, W)); pos is the sine embedding of the map's
+        mask, plus ``level_embed`` [C] for a level of a multi-level input."""
+        level_mask = F.interpolate(mask[None].float(), size=src.shape[-2:]).to(torch.bool)[0]
+        pos = self.position_embedding(level_mask).to(src.dtype)
+        if level_embed is not None:
+            pos = pos + level_embed[:, None, None]
+        h, w = src.shape[-2:]
+        return src.flatten(2).transpose(1, 2), pos.flatten(2).transpose(1, 2), level_mask.flatten(1), (h, w)
+
+    def _image_sizes(self, images: ImageList) -> Tensor:
+        """[B, 2] (h, w) of each unpadded image; int(): under tracing (fvcore) ImageList holds tensors."""
+        return torch.tensor([[int(h), int(w)] for h, w in images.image_sizes], dtype=torch.float32, device=self.device)
 
     def predict(self, dec: DecoderOutput) -> Dict[str, Tensor]:
         """Shared heads on every layer -> {"pred_logits": [L, B, Q, K], "pred_boxes": [L, B, Q, 4]}."""

@@ -22,11 +22,13 @@ EPILOG = r"""example:
       --num-train 320 --num-val 80 --num-val-shift 80
 
 The default root is $SD_DETR_SYNTHETIC_ROOT if set, else $DETECTRON2_DATASETS/sd_detr_synthetic
-(DETECTRON2_DATASETS defaults to ./datasets). Output: ROOT/{train,val,val_shift}/*.png and
-ROOT/annotations/instances_{train,val,val_shift}.json. val_shift is the domain-shifted validation
-split (checkerboard backgrounds, two-colour striped objects: never seen in training). Without
---force only missing splits are generated, so a dataset made before val_shift existed gets it
-added with its train/val files untouched.
+(DETECTRON2_DATASETS defaults to ./datasets). Output: ROOT/SPLIT/*.png and
+ROOT/annotations/instances_SPLIT.json for SPLIT = train, val, val_shift, val_shift_objects,
+val_shift_background. val_shift is the domain-shifted validation split (checkerboard backgrounds,
+two-colour striped objects: never seen in training); val_shift_objects has only its striped objects
+(on the seen smooth backgrounds), val_shift_background only its checkerboards (behind the seen
+flat-coloured objects). Without --force only missing splits are generated, so a dataset made before
+a shifted split existed gets it added with its train/val files untouched.
 """
 
 
@@ -47,7 +49,7 @@ def parse_args(argv=None):
         "--num-val-shift",
         type=int,
         default=None,
-        help="domain-shifted validation images (default: --num-val)",
+        help="images of each domain-shifted validation split (default: --num-val)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     parser.add_argument(
@@ -74,14 +76,14 @@ def main(argv=None) -> int:
                 "(use --force to regenerate)."
             )
             return 0
-        if splits == ["val_shift"]:
+        if is_generated(args.root, ("train", "val")):
             # same seed and image sizes as the existing data (and as many images as its val split)
             existing = _existing_generation_args(args.root)
             for key in ("seed", "min_size", "max_size"):
                 setattr(args, key, existing.get(key, getattr(args, key)))
             if args.num_val_shift is None:
                 args.num_val_shift = existing.get("num_val_shift")
-            print(f"Adding the val_shift split to {args.root} (train/val left as they are).")
+            print(f"Adding the split(s) {', '.join(splits)} to {args.root} (train/val left as they are).")
     start = time.perf_counter()
     summary = generate_synthetic_dataset(
         args.root,

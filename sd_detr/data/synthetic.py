@@ -15,15 +15,19 @@ Splits and their domains (:data:`SYNTHETIC_SPLIT_DOMAINS`):
   memorised the training images' appearance loses it. A colour *range* cannot be held out instead: the
   training colours are drawn from the whole RGB cube, and the train split must stay byte-identical for
   old results to stay comparable.
+- ``val_shift_objects`` and ``val_shift_background``: each of val_shift's two changes alone, to tell
+  which one a detector fails on. ``val_shift_objects``: the seen (smooth) backgrounds with val_shift's
+  striped two-colour objects; ``val_shift_background``: val_shift's checkerboards with the seen
+  flat-coloured objects.
 
 Layout written by :func:`generate_synthetic_dataset` under ``root``::
 
     root/train/000000.png ...
     root/val/000000.png ...
-    root/val_shift/000000.png ...
+    root/val_shift/000000.png ...          (and val_shift_objects/, val_shift_background/)
     root/annotations/instances_train.json
     root/annotations/instances_val.json
-    root/annotations/instances_val_shift.json
+    root/annotations/instances_val_shift.json  (and instances_val_shift_{objects,background}.json)
 
 The annotation files are plain COCO detection JSON: ``bbox`` is ``[x, y, w, h]`` in absolute
 pixels of the image (continuous coordinates: pixel column ``j`` covers ``[j, j + 1)``), ``area``
@@ -45,7 +49,9 @@ __all__ = [
     "SYNTHETIC_SPLIT_DOMAINS",
     "SYNTHETIC_TRAIN_NAME",
     "SYNTHETIC_VAL_NAME",
+    "SYNTHETIC_VAL_SHIFT_BACKGROUND_NAME",
     "SYNTHETIC_VAL_SHIFT_NAME",
+    "SYNTHETIC_VAL_SHIFT_OBJECTS_NAME",
     "default_synthetic_root",
     "generate_synthetic_dataset",
     "is_generated",
@@ -62,13 +68,29 @@ SYNTHETIC_CLASSES: Tuple[str, ...] = ("ellipse", "rectangle", "triangle", "cross
 SYNTHETIC_TRAIN_NAME = "sd_detr_synthetic_train"
 SYNTHETIC_VAL_NAME = "sd_detr_synthetic_val"
 SYNTHETIC_VAL_SHIFT_NAME = "sd_detr_synthetic_val_shift"
+SYNTHETIC_VAL_SHIFT_OBJECTS_NAME = "sd_detr_synthetic_val_shift_objects"
+SYNTHETIC_VAL_SHIFT_BACKGROUND_NAME = "sd_detr_synthetic_val_shift_background"
 
-_SPLITS = ("train", "val", "val_shift")
-_SPLIT_SEED_ID = {"train": 0, "val": 1, "val_shift": 2}
-_SPLIT_NAMES = {"train": SYNTHETIC_TRAIN_NAME, "val": SYNTHETIC_VAL_NAME, "val_shift": SYNTHETIC_VAL_SHIFT_NAME}
-SYNTHETIC_SPLIT_DOMAINS: Dict[str, str] = {"train": "seen", "val": "seen", "val_shift": "shifted"}
-"""Domain of each split: ``"seen"`` (the training appearance) or ``"shifted"`` (never seen in training)."""
-_DOMAINS = ("seen", "shifted")
+_SPLITS = ("train", "val", "val_shift", "val_shift_objects", "val_shift_background")
+_SPLIT_SEED_ID = {"train": 0, "val": 1, "val_shift": 2, "val_shift_objects": 3, "val_shift_background": 4}
+_SPLIT_NAMES = {
+    "train": SYNTHETIC_TRAIN_NAME,
+    "val": SYNTHETIC_VAL_NAME,
+    "val_shift": SYNTHETIC_VAL_SHIFT_NAME,
+    "val_shift_objects": SYNTHETIC_VAL_SHIFT_OBJECTS_NAME,
+    "val_shift_background": SYNTHETIC_VAL_SHIFT_BACKGROUND_NAME,
+}
+SYNTHETIC_SPLIT_DOMAINS: Dict[str, str] = {
+    "train": "seen",
+    "val": "seen",
+    "val_shift": "shifted",
+    "val_shift_objects": "shifted_objects",
+    "val_shift_background": "shifted_background",
+}
+"""Domain of each split: ``"seen"`` (the training appearance), ``"shifted"`` (checkerboard backgrounds and
+striped objects, never seen in training), or one of those two changes alone (``"shifted_objects"``,
+``"shifted_background"``)."""
+_DOMAINS = ("seen", "shifted", "shifted_objects", "shifted_background")
 
 # Shifted domain (val_shift only): checkerboard backgrounds and striped two-colour objects.
 _CHECKER_CELL = (6.0, 14.0)  # checkerboard cell side, px
@@ -104,7 +126,8 @@ def default_synthetic_root() -> str:
 
 
 def synthetic_paths(root: str, split: str) -> Tuple[str, str]:
-    """Return ``(json_file, image_root)`` of a split ("train", "val" or "val_shift") under ``root``."""
+    """Return ``(json_file, image_root)`` of a split (one of ``_SPLITS``: "train", "val", "val_shift",
+    "val_shift_objects", "val_shift_background") under ``root``."""
     if split not in _SPLITS:
         raise ValueError(f"Unknown split {split!r}; expected one of {_SPLITS}.")
     json_file = os.path.join(root, "annotations", f"instances_{split}.json")
@@ -113,7 +136,7 @@ def synthetic_paths(root: str, split: str) -> Tuple[str, str]:
 
 
 def is_generated(root: str, splits: Sequence[str] = _SPLITS) -> bool:
-    """True iff the annotation file of every split in ``splits`` (default: all three) exists under
+    """True iff the annotation file of every split in ``splits`` (default: all five) exists under
     ``root``.
 
     The annotation files are written last (and atomically), so their presence means that a
@@ -312,10 +335,12 @@ def render_synthetic_image(
     Args:
         rng: the random generator (fully determines the output).
         min_size, max_size: width and height are each drawn uniformly in ``[min_size, max_size]``.
-        domain: ``"seen"`` (train/val: smooth background, flat-coloured objects) or ``"shifted"``
-            (val_shift: checkerboard background, two-colour striped objects). Shapes, sizes and
-            placement follow the same rules in both. The seen domain draws exactly the random
-            numbers it drew before the shifted domain existed, so its images are unchanged.
+        domain: ``"seen"`` (train/val: smooth background, flat-coloured objects), ``"shifted"``
+            (val_shift: checkerboard background, two-colour striped objects), ``"shifted_objects"``
+            (smooth background, striped objects) or ``"shifted_background"`` (checkerboard
+            background, flat-coloured objects). Shapes, sizes and placement follow the same rules
+            in all. The seen and shifted domains draw exactly the random numbers they drew before
+            the one-change domains existed, so their images are unchanged.
 
     Returns:
         image: (H, W, 3) uint8 array in **RGB** order.
@@ -328,10 +353,11 @@ def render_synthetic_image(
         raise ValueError(f"Need 0 < min_size <= max_size, got {min_size}, {max_size}")
     if domain not in _DOMAINS:
         raise ValueError(f"Unknown domain {domain!r}; expected one of {_DOMAINS}.")
-    shifted = domain == "shifted"
+    checkerboard = domain in ("shifted", "shifted_background")
+    striped = domain in ("shifted", "shifted_objects")
     w = int(rng.integers(min_size, max_size + 1))
     h = int(rng.integers(min_size, max_size + 1))
-    canvas = _shifted_background(rng, h, w) if shifted else _background(rng, h, w)
+    canvas = _shifted_background(rng, h, w) if checkerboard else _background(rng, h, w)
 
     # --- place objects (masks only) ---
     short = min(h, w)
@@ -373,7 +399,7 @@ def render_synthetic_image(
     for cls, mask, _ in placed:
         under = canvas[mask]
         colour = _pick_colour(rng, under)
-        if shifted:
+        if striped:
             first = mask & _stripes(rng, h, w)
             canvas[mask & ~first] = _pick_second_colour(rng, under, colour)
             canvas[first] = colour
@@ -504,7 +530,8 @@ def generate_synthetic_dataset(
     Images are written first; the COCO JSON files are written last and atomically, so an
     interrupted generation leaves :func:`is_generated` False. The output is fully determined by
     the arguments (byte-identical JSON and PNG files for the same arguments); the train and val
-    splits are the same as before the val_shift split existed.
+    splits are the same as before the shifted splits existed, val_shift the same as before the
+    one-change splits (val_shift_objects, val_shift_background) existed.
 
     Args:
         root: output directory.
@@ -512,16 +539,18 @@ def generate_synthetic_dataset(
         seed: random seed. Image ``i`` of a split only depends on (seed, split, i).
         min_size, max_size: range of image width and height, in pixels.
         progress: show a tqdm progress bar.
-        num_val_shift: number of images of the domain-shifted split (default: ``num_val``).
-        splits: the splits to generate (default: all of ``("train", "val", "val_shift")``); the
-            others are left as they are (used to add val_shift to an existing dataset).
+        num_val_shift: number of images of each domain-shifted split (val_shift, val_shift_objects,
+            val_shift_background; default: ``num_val``).
+        splits: the splits to generate (default: all of ``_SPLITS``); the others are left as they
+            are (used to add the shifted splits to an existing dataset).
 
     Returns:
         dict: ``{"root": root, "train": {"images": n, "annotations": m}, ...}`` for each generated
         split.
     """
     num_val_shift = num_val if num_val_shift is None else num_val_shift
-    counts = {"train": num_train, "val": num_val, "val_shift": num_val_shift}
+    counts = {"train": num_train, "val": num_val}
+    counts.update({s: num_val_shift for s in _SPLITS if SYNTHETIC_SPLIT_DOMAINS[s] != "seen"})
     splits = list(_SPLITS if splits is None else splits)
     bad = [s for s in splits if s not in _SPLITS]
     if bad:
@@ -566,15 +595,15 @@ def _file_lock(path: str) -> Iterator[None]:
 
 
 def _ensure_generated(root: str, **gen_kwargs) -> None:
-    """Generate the missing splits only: a dataset made before val_shift existed gets val_shift
-    added, its train/val files untouched (other processes may be reading them)."""
+    """Generate the missing splits only: a dataset made before a shifted split existed gets it added,
+    its train/val files untouched (other processes may be reading them)."""
     if is_generated(root):
         return
     with _file_lock(os.path.normpath(root) + ".lock"):
         missing = _missing_splits(root)  # another process may have finished while we waited
         if not missing:
             return
-        if missing == ["val_shift"]:  # match the image sizes and seed of the existing data
+        if is_generated(root, ("train", "val")):  # match the image sizes and seed of the existing data
             gen_kwargs = {**_existing_generation_args(root), **gen_kwargs}
         logger.info(f"Generating the sd_detr synthetic dataset ({', '.join(missing)}) in {root} ...")
         summary = generate_synthetic_dataset(root, splits=missing, **gen_kwargs)
@@ -583,7 +612,7 @@ def _ensure_generated(root: str, **gen_kwargs) -> None:
 
 def _existing_generation_args(root: str) -> Dict[str, Any]:
     """``seed``, ``min_size``, ``max_size`` and ``num_val_shift`` (= the val split's size) of the
-    existing train/val data, for adding val_shift to it; empty where unreadable."""
+    existing train/val data, for adding the shifted splits to it; empty where unreadable."""
     try:
         with open(synthetic_paths(root, "val")[0]) as f:
             info = json.load(f).get("info", {})
@@ -622,9 +651,10 @@ def _check_generation_args(root: str, gen_kwargs: Dict[str, Any]) -> None:
 def register_synthetic_dataset(
     root: Optional[str] = None, generate: bool = True, **gen_kwargs
 ) -> Tuple[str, str]:
-    """Register the synthetic splits as ``"sd_detr_synthetic_train"``, ``"sd_detr_synthetic_val"``
-    and ``"sd_detr_synthetic_val_shift"`` (:data:`SYNTHETIC_VAL_SHIFT_NAME`, the domain-shifted
-    validation split).
+    """Register the synthetic splits as ``"sd_detr_synthetic_train"``, ``"sd_detr_synthetic_val"``,
+    ``"sd_detr_synthetic_val_shift"`` (:data:`SYNTHETIC_VAL_SHIFT_NAME`, the domain-shifted
+    validation split) and its one-change twins ``"sd_detr_synthetic_val_shift_objects"`` and
+    ``"sd_detr_synthetic_val_shift_background"``.
 
     Cheap when the data exist, so it may be called when a config is imported.
 
@@ -638,7 +668,7 @@ def register_synthetic_dataset(
             when generating; only missing splits are generated.
 
     Returns:
-        (train_name, val_name); the shifted split is always :data:`SYNTHETIC_VAL_SHIFT_NAME`.
+        (train_name, val_name); the shifted splits always have the names above.
     """
     from detectron2.data import DatasetCatalog, MetadataCatalog
     from detectron2.data.datasets import register_coco_instances

@@ -12,7 +12,10 @@ from sd_detr.data import synthetic
 from sd_detr.data.datasets import get_detr_dataset_dicts
 from sd_detr.data.synthetic import (
     SYNTHETIC_CLASSES,
+    SYNTHETIC_SPLIT_DOMAINS,
+    SYNTHETIC_VAL_SHIFT_BACKGROUND_NAME,
     SYNTHETIC_VAL_SHIFT_NAME,
+    SYNTHETIC_VAL_SHIFT_OBJECTS_NAME,
     default_synthetic_root,
     generate_synthetic_dataset,
     is_generated,
@@ -41,7 +44,8 @@ def test_same_seed_gives_byte_identical_json_and_images(tmp_path, synthetic_root
     generate_synthetic_dataset(other, num_train=12, num_val=6, seed=0, progress=False)
     files = _files(synthetic_root)
     assert files == _files(other)
-    assert len([f for f in files if f.endswith(".png")]) == 24  # 12 train, 6 val, 6 val_shift
+    # 12 train, 6 val, 6 in each of val_shift, val_shift_objects, val_shift_background
+    assert len([f for f in files if f.endswith(".png")]) == 36
     match, mismatch, errors = filecmp.cmpfiles(synthetic_root, other, files, shallow=False)
     assert mismatch == [] and errors == []
     assert len(match) == len(files)
@@ -298,6 +302,9 @@ _OLD_PIXELS = {
     ("val", 1): "b06dd336c9319260",
 }
 _OLD_JSON = {"train": "3bc82554432b5c95", "val": "ad0009c88219852b"}
+# The same for val_shift before the one-change splits existed (commit f347099): images 0-1, and its JSON.
+_OLD_SHIFT_PIXELS = {0: "bf6260a74e832135", 1: "0fbf7f40e5a90dab"}
+_OLD_SHIFT_JSON = "7bc46af6e4d73266"
 
 
 def _sha(data: bytes) -> str:
@@ -319,6 +326,18 @@ def test_train_and_val_are_byte_identical_to_the_generator_before_val_shift(tmp_
             assert _sha(f.read()) == digest, split
         png = cv2.imread(os.path.join(root, split, "000000.png"))[:, :, ::-1]
         assert _sha(np.ascontiguousarray(png).tobytes()) == _OLD_PIXELS[(split, 0)]
+
+
+def test_val_shift_is_byte_identical_to_the_generator_before_the_one_change_splits(tmp_path):
+    """Catches the one-change domains altering what the full shift draws (e.g. the stripes' random
+    numbers drawn for every domain): the new-domain AP already reported would no longer be reproducible."""
+    for index, digest in _OLD_SHIFT_PIXELS.items():
+        image, _ = render_synthetic_image(synthetic._image_rng(0, "val_shift", index), 128, 192, domain="shifted")
+        assert _sha(image.tobytes()) == digest, index
+    root = str(tmp_path / "d")
+    generate_synthetic_dataset(root, num_train=3, num_val=2, seed=0, progress=False, splits=["val_shift"])
+    with open(synthetic_paths(root, "val_shift")[0], "rb") as f:
+        assert _sha(f.read()) == _OLD_SHIFT_JSON
 
 
 def _max_neighbour_step(img: np.ndarray) -> np.ndarray:
@@ -375,6 +394,33 @@ def test_val_shift_backgrounds_and_object_colourings_are_disjoint_from_train():
     assert train_bg.max() < 0.01 and shift_bg.min() > 0.05
     assert train_spread.max() < 0.05 and shift_spread.min() > 0.2
     assert len(train_spread) > 40 and len(shift_spread) > 40
+
+
+def test_each_one_change_split_shifts_only_its_own_half():
+    """val_shift_objects: seen smooth backgrounds, every object striped in two colours; val_shift_background:
+    checkerboard behind every object, every object one flat colour. Catches the two switches swapped (each
+    split would shift the other half), one ignored (no shift) or both applied (the full shift)."""
+    bg, spread = _rendered_statistics("val_shift_objects", "shifted_objects")
+    assert bg.max() < 0.01 and spread.min() > 0.2 and len(spread) > 40
+    bg, spread = _rendered_statistics("val_shift_background", "shifted_background")
+    assert bg.min() > 0.05 and spread.max() < 0.05 and len(spread) > 40
+
+
+def test_one_change_splits_are_written_and_registered_with_their_domains(synthetic_root):
+    """Each one-change split is a COCO split of the fixture rendered in its own domain, registered under its
+    name with that domain (catches a split written with the wrong domain or left unregistered)."""
+    register_synthetic_dataset(synthetic_root)
+    for split, name in (("val_shift_objects", SYNTHETIC_VAL_SHIFT_OBJECTS_NAME),
+                        ("val_shift_background", SYNTHETIC_VAL_SHIFT_BACKGROUND_NAME)):
+        domain = SYNTHETIC_SPLIT_DOMAINS[split]
+        data = _load(synthetic_root, split)
+        assert data["info"]["domain"] == domain and data["info"]["split"] == split
+        image, objects = render_synthetic_image(synthetic._image_rng(0, split, 0), domain=domain)
+        png = cv2.imread(os.path.join(synthetic_paths(synthetic_root, split)[1], "000000.png"))[:, :, ::-1]
+        np.testing.assert_array_equal(png, image)
+        assert [a["bbox"] for a in data["annotations"] if a["image_id"] == 1] == [o["bbox"] for o in objects]
+        assert MetadataCatalog.get(name).domain == domain
+        assert len(DatasetCatalog.get(name)) == 6
 
 
 def test_val_shift_has_the_same_shapes_and_placement_rules_as_train():
@@ -451,6 +497,7 @@ def test_cli_adds_a_missing_val_shift_split_only(tmp_path, capsys):
     mtime = os.path.getmtime(synthetic_paths(root, "train")[0])
     assert tool.main(["--root", root, "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "Adding the val_shift split" in out and "val_shift: 1 images" in out and "train:" not in out
+    assert "Adding the split(s) val_shift, val_shift_objects, val_shift_background" in out
+    assert "val_shift: 1 images" in out and "val_shift_objects: 1 images" in out and "train:" not in out
     assert os.path.getmtime(synthetic_paths(root, "train")[0]) == mtime
     assert _load(root, "val_shift")["info"]["seed"] == 3

@@ -69,7 +69,8 @@ def _run(name, seed, ap, shift_ap, date="2026-12-01"):
             "command": f"python tools/lazyconfig_train_net.py --config-file c.py train.output_dir=out/c-1234abcd-s{seed} "
                        f"train.seed={seed} train.max_iter=1500",
             "AP": ap, "AP50": 2 * ap, "AP75": ap / 2,
-            "evals": {"new-domain": {"AP": shift_ap, "AP50": 2 * shift_ap, "AP75": shift_ap / 2}}}
+            "evals": {label: {"AP": k * shift_ap, "AP50": 2 * k * shift_ap, "AP75": k * shift_ap / 2}
+                      for k, label in ((1, "new-domain"), (10, "new-objects"), (100, "new-background"))}}
 
 
 def test_rows_aggregate_per_metric_and_eval_set_and_render_mean_std_n():
@@ -88,23 +89,34 @@ def test_rows_aggregate_per_metric_and_eval_set_and_render_mean_std_n():
     table = run_ablations.Table("T", "desc", [], paper_source="the paper")
     section = run_ablations.render("t", table, [a, b, close], "a budget", [], seeds=[42, 43, 44])
     assert section.startswith("<!-- table:t -->") and section.endswith("<!-- /table:t -->")
-    assert ("| row | paper AP | AP | AP50 | AP75 | new-domain AP | new-domain AP50 | new-domain AP75 "
-            "| AP vs first row |") in section
+    assert ("| row | paper AP | AP | AP50 | AP75 | new-domain AP | new-domain AP50 | new-objects AP "
+            "| new-objects AP50 | new-background AP | new-background AP50 | AP vs first row |") in section
     assert ("| A | 41.7 | 12.0 ± 2.0 (3) | 24.0 ± 4.0 (3) | 6.0 ± 1.0 (3) | 2.0 ± 1.0 (3) | 4.0 ± 2.0 (3) "
-            "| 1.0 ± 0.5 (3) | - |") in section
+            "| 20.0 ± 10.0 (3) | 40.0 ± 20.0 (3) | 200.0 ± 100.0 (3) | 400.0 ± 200.0 (3) | - |") in section
+    assert b["stats"][("new-background", "AP75")]["mean"] == pytest.approx(150.0)  # kept, not shown
     assert "| B | - | 22.0 ± 2.0 (3) |" in section and section.count("(>1 sd)") == 1
-    assert "- A: AP 10.0 / 12.0 / 14.0; new-domain 1.0 / 2.0 / 3.0: " in section
+    assert ("- A: AP 10.0 / 12.0 / 14.0; new-domain 1.0 / 2.0 / 3.0; new-objects 10.0 / 20.0 / 30.0; "
+            "new-background 100.0 / 200.0 / 300.0: ") in section
     assert "train.output_dir=out/c-1234abcd-sSEED train.seed=SEED train.max_iter=1500`" in section
     assert "--seeds 3" in section and "SEED = 42, 43, 44" in section and "2026-12-02" in section
-    assert "dataloader.test.dataset.names=sd_detr_synthetic_val_shift" in section
+    for name in ("sd_detr_synthetic_val_shift", "sd_detr_synthetic_val_shift_objects",
+                 "sd_detr_synthetic_val_shift_background"):
+        assert f"dataloader.test.dataset.names={name}`" in section
 
 
-def test_new_domain_split_name_is_the_registered_one():
-    from sd_detr.data.synthetic import SYNTHETIC_VAL_SHIFT_NAME
+def test_new_domain_split_names_are_the_registered_ones():
+    """Each label names the split of its shift (catches the objects-only and background-only splits swapped)."""
+    from sd_detr.data.synthetic import (SYNTHETIC_SPLIT_DOMAINS, SYNTHETIC_VAL_SHIFT_BACKGROUND_NAME,
+                                        SYNTHETIC_VAL_SHIFT_NAME, SYNTHETIC_VAL_SHIFT_OBJECTS_NAME)
 
-    assert run_ablations.SYNTHETIC_VAL_SHIFT == SYNTHETIC_VAL_SHIFT_NAME
+    expected = {"new-domain": SYNTHETIC_VAL_SHIFT_NAME, "new-objects": SYNTHETIC_VAL_SHIFT_OBJECTS_NAME,
+                "new-background": SYNTHETIC_VAL_SHIFT_BACKGROUND_NAME}
+    assert run_ablations.NEW_DOMAIN == expected
+    assert SYNTHETIC_SPLIT_DOMAINS["val_shift_objects"] == "shifted_objects"
+    assert SYNTHETIC_SPLIT_DOMAINS["val_shift_background"] == "shifted_background"
     synthetic = [t for t in run_ablations.TABLES.values() if not any(r.args for r in t.rows)]
-    assert len(synthetic) >= 4 and all(t.evals == {"new-domain": SYNTHETIC_VAL_SHIFT_NAME} for t in synthetic)
+    assert len(synthetic) >= 4 and all(t.evals == expected for t in synthetic)
+    assert run_ablations.TABLES["stardist_nuclei"].eval_metrics == run_ablations.METRICS
 
 
 def test_evaluation_on_a_coco_spec_replaces_the_rows_own_val_set():
@@ -159,11 +171,12 @@ def test_finished_seed_runs_and_evaluations_are_reused_without_running_anything(
     row = run_ablations.Row("+ DFL", "projects/sd_detr/configs/ablations/table2_dfl_tiny_synthetic.py")
     for seed, ap in ((42, 10.0), (43, 14.0)):
         out = tmp_path / run_ablations.run_key(row.config, row.overrides, [], seed)
-        (out / f"eval_{run_ablations.SYNTHETIC_VAL_SHIFT}").mkdir(parents=True)
+        out.mkdir(parents=True)
         (out / "metrics.json").write_text(json.dumps({"iteration": 1499, "bbox/AP": ap, "bbox/AP50": 30.0,
                                                       "bbox/AP75": 9.0}) + "\n")
-        (out / f"eval_{run_ablations.SYNTHETIC_VAL_SHIFT}" / "results.json").write_text(
-            json.dumps({"AP": ap / 10, "AP50": 1.0, "AP75": 0.5}))
+        for k, split in enumerate(run_ablations.NEW_DOMAIN.values(), 1):
+            (out / f"eval_{split}").mkdir()
+            (out / f"eval_{split}" / "results.json").write_text(json.dumps({"AP": k * ap / 10, "AP50": 1.0, "AP75": 0.5}))
     assert run_ablations.run_key(row.config, (), [], 42) != run_ablations.run_key(row.config, (), [], 43)
 
     def no_subprocess(*a, **k):
@@ -174,25 +187,28 @@ def test_finished_seed_runs_and_evaluations_are_reused_without_running_anything(
     (result,) = run_ablations.run_table("t", table, [42, 43], str(tmp_path), [], rerun=False, log=lambda *_: None)
     assert result["stats"][("", "AP")]["mean"] == 12.0 and result["stats"][("", "AP")]["n"] == 2
     assert result["stats"][("new-domain", "AP")]["mean"] == pytest.approx(1.2)
+    assert result["stats"][("new-background", "AP")]["mean"] == pytest.approx(3.6)  # each set its own cache
     assert [r["seed"] for r in result["runs"]] == [42, 43]
     assert "train.seed=43" in result["runs"][1]["command"]
 
 
 def test_two_seeds_of_one_row_end_to_end(synthetic_root, monkeypatch, tmp_path):
-    """The tool as a user runs it, at 2 iterations on the 12/6/6-image fixture data: 2 seeds x (training +
-    new-domain evaluation) = 4 runs of tools/lazyconfig_train_net.py (about 45 s CPU on 2 idle cores), the
-    doc section with mean ± std (2). Catches a broken command line, eval-only run or log parsing."""
+    """The tool as a user runs it, at 2 iterations on the 12/6/6/6/6-image fixture data: 2 seeds x (training +
+    evaluation on val_shift and on val_shift_objects) = 6 runs of tools/lazyconfig_train_net.py (about 65 s CPU
+    on 2 idle cores), the doc section with mean ± std (2). Catches a broken command line, eval-only run or log
+    parsing, and an evaluation that reads another split than its own."""
     monkeypatch.setenv("SD_DETR_SYNTHETIC_ROOT", synthetic_root)
     monkeypatch.setenv("PYTHONWARNINGS", "ignore")
     monkeypatch.setattr(run_ablations, "TABLES", {"tiny": run_ablations.Table(
-        "Tiny", "one row", [run_ablations.Row("Conditional DETR", TINY)])})
+        "Tiny", "one row", [run_ablations.Row("Conditional DETR", TINY)],
+        evals={k: run_ablations.NEW_DOMAIN[k] for k in ("new-domain", "new-objects")})})
     doc, out = tmp_path / "ablations.md", tmp_path / "out"
     run_ablations.main(["--table", "tiny", "--seeds", "2", "--output-root", str(out), "--doc", str(doc), "--opts",
                         "train.max_iter=2", "lr_multiplier.milestones=[1,2]", "train.eval_period=2",
                         "dataloader.train.total_batch_size=2"])
     text = doc.read_text()
     row = next(line for line in text.splitlines() if line.startswith("| Conditional DETR |"))
-    assert row.count("(2) |") == 6, row
+    assert row.count("(2) |") == 7, row  # AP, AP50, AP75 + AP, AP50 of each evaluation set
     dirs = sorted(p.name for p in out.iterdir())
     assert len(dirs) == 2 and dirs[0].endswith("-s42") and dirs[1].endswith("-s43")
     for d in dirs:
@@ -200,3 +216,5 @@ def test_two_seeds_of_one_row_end_to_end(synthetic_root, monkeypatch, tmp_path):
         assert set(cached) == {"AP", "AP50", "AP75"}
         log = (out / d / f"eval_{run_ablations.SYNTHETIC_VAL_SHIFT}" / "run.log").read_text()
         assert "Loaded 6 images in COCO format from" in log and "instances_val_shift.json" in log
+        log = (out / d / f"eval_{run_ablations.SYNTHETIC_VAL_SHIFT_OBJECTS}" / "run.log").read_text()
+        assert "Loaded 6 images in COCO format from" in log and "instances_val_shift_objects.json" in log

@@ -18,7 +18,7 @@ def test_sd_detr_messages_reach_log_txt_and_resume_of_a_finished_run_says_so(tmp
     stderr through Python's last-resort handler and never log.txt), and records logged before
     ``default_setup`` (while the config file is loaded) being lost."""
     root = tmp_path / "synthetic"
-    # train and val only: loading the config generates the missing val_shift split, and logs it
+    # train and val only: loading the config generates the missing shifted splits, and logs it
     generate_synthetic_dataset(str(root), num_train=4, num_val=2, splits=["train", "val"], progress=False)
     env = dict(os.environ, SD_DETR_SYNTHETIC_ROOT=str(root), OMP_NUM_THREADS="1")
     out = tmp_path / "run"
@@ -27,7 +27,8 @@ def test_sd_detr_messages_reach_log_txt_and_resume_of_a_finished_run_says_so(tmp
     first = run_train_tool(TINY, env, *args, timeout=600)  # --resume with no checkpoint yet: a warning
     log = (out / "log.txt").read_text()
     assert "no checkpoint in" in log and "starting from train.init_checkpoint" in log
-    assert "Generating the sd_detr synthetic dataset (val_shift)" in log  # logged during LazyConfig.load
+    assert ("Generating the sd_detr synthetic dataset (val_shift, val_shift_objects, val_shift_background)"
+            in log)  # logged during LazyConfig.load
     assert "sd_detr" in log.split("no checkpoint in")[0].splitlines()[-1]  # under the logger's own name
     assert (out / "model_final.pth").is_file(), first.stdout[-2000:]
 

@@ -9,7 +9,10 @@ Evaluation runs on the seen-domain val split (``sd_detr_synthetic_val``) only, t
 short. The domain-shifted split ``sd_detr_synthetic_val_shift`` (checkerboard backgrounds, two-colour
 striped objects: never seen in training) is registered too; evaluate a trained model on it with
 ``--eval-only train.init_checkpoint=.../model_final.pth dataloader.test.dataset.names=sd_detr_synthetic_val_shift``
-(the evaluator follows the test set's name), as tools/run_ablations.py does for every run.
+(the evaluator follows the test set's name), as tools/run_ablations.py does for every run. So are its
+one-change twins ``sd_detr_synthetic_val_shift_objects`` (the striped objects on the seen smooth
+backgrounds) and ``sd_detr_synthetic_val_shift_background`` (the checkerboards behind the seen
+flat-coloured objects), which tell which of the two changes a detector fails on.
 """
 from detectron2.config import LazyCall as L
 from detectron2.data import build_detection_test_loader, build_detection_train_loader

@@ -74,6 +74,9 @@ class Row:
     overrides: Sequence[str] = ()
     paper: Optional[float] = None
     args: Sequence[str] = ()  # flags of the train tool before the overrides (e.g. --dataset-train J:I)
+    # the row (by name) this one's mean AP is compared with in the "AP vs" column: None for the table's
+    # first row; a row that names itself is a reference and gets no comparison
+    reference: Optional[str] = None
 
 
 @dataclass
@@ -94,6 +97,7 @@ class Table:
     eval_metrics: Sequence[str] = ("AP", "AP50")
     main_eval: str = "the seen-domain val split"
     data_hint: str = ""  # how to make the table's data, for the error when it is missing
+    compare_label: str = "first row"  # what the rows' ``reference`` is, for the column header
 
 
 # The nuclei of the `stardist` wheel, tiled by tools/make_stardist_nuclei_dataset.py (default output).
@@ -151,13 +155,15 @@ TABLES: Dict[str, Table] = {
                      "not on these detectors",
         rows=[row for name, proj in (("Conditional DETR", "conditional_detr"), ("DAB-DETR", "dab_detr"),
                                      ("SMCA-DETR", "smca_detr"), ("SD-DETR", "sd_detr"))
-              for row in (Row(name, f"projects/{proj}/configs/{proj}_tiny_synthetic.py"),
+              for row in (Row(name, f"projects/{proj}/configs/{proj}_tiny_synthetic.py", reference=name),
                           Row(f"{name} + cross-stage assigner",
-                              f"projects/{proj}/configs/{proj}_tiny_synthetic_stage_assigner.py"))]
+                              f"projects/{proj}/configs/{proj}_tiny_synthetic_stage_assigner.py", reference=name))]
         + [Row(f"{name} + cross-stage assigner, own matches always positive (not in the paper)",
                f"projects/{proj}/configs/{proj}_tiny_synthetic_stage_assigner.py",
-               ("model.criterion.assigner.keep_own_matches=True",))
+               ("model.criterion.assigner.keep_own_matches=True",), reference=name)
            for name, proj in (("Conditional DETR", "conditional_detr"), ("DAB-DETR", "dab_detr"))],
+        # the question is what the assigner does to each detector, not how the detectors rank
+        compare_label="the detector alone",
     ),
     "stardist_nuclei": Table(
         title="Real data: the nuclei image of the stardist wheel, four detectors from scratch",
@@ -405,14 +411,15 @@ def aggregate(runs: Sequence[dict]) -> dict:
 
 
 def compare(first: dict, other: dict) -> str:
-    """How a row's mean AP stands against the table's first row: the difference, and ">1 sd" when it
+    """How a row's mean AP stands against its reference row (``first``): the difference, and ">1 sd" when it
     holds beyond one standard deviation (the mean ± std intervals do not overlap: |diff| > std_a + std_b),
     "within 1 sd" otherwise; only the difference for single seeds."""
     a, b = first["stats"][("", "AP")], other["stats"][("", "AP")]
     diff = b["mean"] - a["mean"]
+    shown = f"{round(diff, 1) + 0.0:+.1f}"  # + 0.0: no "-0.0" for a difference that rounds to zero
     if a["std"] is None or b["std"] is None:
-        return f"{diff:+.1f}"
-    return f"{diff:+.1f} ({'>1 sd' if abs(diff) > a['std'] + b['std'] else 'within 1 sd'})"
+        return shown
+    return f"{shown} ({'>1 sd' if abs(diff) > a['std'] + b['std'] else 'within 1 sd'})"
 
 
 def run_table(name: str, table: Table, seeds: Sequence[int], out_root: str, extra: Sequence[str], rerun: bool,
@@ -449,6 +456,20 @@ def _template(command_line: str, seed: Optional[int]) -> str:
     return command_line.replace(f"-s{seed} ", "-sSEED ").replace(f"train.seed={seed}", "train.seed=SEED")
 
 
+def _reference_indices(table: Table, results: List[dict]) -> List[int]:
+    """Per result, the index of the row its AP is compared with (the first row unless its ``Row``, matched
+    by name, names another)."""
+    index = {r["name"]: i for i, r in enumerate(results)}
+    refs = {row.name: row.reference for row in table.rows}
+    out = []
+    for r in results:
+        ref = refs.get(r["name"])
+        if ref is not None and ref not in index:
+            raise KeyError(f"row {r['name']!r}: its reference row {ref!r} is not in the table")
+        out.append(0 if ref is None else index[ref])
+    return out
+
+
 def render(name: str, table: Table, results: List[dict], budget: str, extra: Sequence[str],
            seeds: Optional[Sequence[int]] = None) -> str:
     """A table's markdown section from :func:`aggregate`'d rows."""
@@ -458,15 +479,17 @@ def render(name: str, table: Table, results: List[dict], budget: str, extra: Seq
     lines = [f"<!-- table:{name} -->", f"## {table.title}", "", table.description, ""]
     has_paper = any(r["paper"] is not None for r in results)
     header = (["row"] + (["paper AP"] if has_paper else []) + list(METRICS)
-              + [f"{label} {m}" for label in labels for m in table.eval_metrics] + ["AP vs first row"])
+              + [f"{label} {m}" for label in labels for m in table.eval_metrics] + [f"AP vs {table.compare_label}"])
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    references = _reference_indices(table, results)
     for i, r in enumerate(results):
         cells = [r["name"]]
         if has_paper:
             cells.append("-" if r["paper"] is None else f"{r['paper']:.1f}")
         cells += [fmt(r["stats"][("", m)]) for m in METRICS]
         cells += [fmt(r["stats"][(label, m)]) for label in labels for m in table.eval_metrics]
-        cells.append("-" if i == 0 else compare(results[0], r))
+        ref = references[i]
+        cells.append("-" if ref == i else compare(results[ref], r))
         lines.append("| " + " | ".join(cells) + " |")
     lines += [""]
     data = "synthetic shapes data (val, 80 images)" if labels == list(NEW_DOMAIN) else "the table's data"
@@ -474,7 +497,7 @@ def render(name: str, table: Table, results: List[dict], budget: str, extra: Seq
               f"AP75 on {table.main_eval}" + "".join(
                   f"; {label}: the final model evaluated on `{table.evals[label]}`" for label in labels)
               + (f" ({', '.join(table.eval_metrics)})" if labels else "")
-              + ". \"AP vs first row\": difference of mean AP, \">1 sd\" where the two rows' mean ± std intervals "
+              + f". \"AP vs {table.compare_label}\": difference of mean AP, \">1 sd\" where the two rows' mean ± std intervals "
               "do not overlap.", ""]
     if has_paper and table.paper_source:
         lines += [f"Paper column: {table.paper_source}. This implementation: {data}.", ""]

@@ -218,3 +218,36 @@ def test_two_seeds_of_one_row_end_to_end(synthetic_root, monkeypatch, tmp_path):
         assert "Loaded 6 images in COCO format from" in log and "instances_val_shift.json" in log
         log = (out / d / f"eval_{run_ablations.SYNTHETIC_VAL_SHIFT_OBJECTS}" / "run.log").read_text()
         assert "Loaded 6 images in COCO format from" in log and "instances_val_shift_objects.json" in log
+
+
+def test_rows_with_a_reference_are_compared_with_it_not_with_the_first_row():
+    """The assigner table compares each detector + assigner with the same detector alone (catches the
+    column falling back to the first row, or comparing a reference row with itself)."""
+    runs = {name: run_ablations.aggregate([_run(name, s, ap + d, 0.0) for s, d in ((42, -1.0), (43, 0.0), (44, 1.0))])
+            for name, ap in (("X", 2.0), ("X + a", 1.0), ("Y", 20.0), ("Y + a", 30.0))}
+    rows = [run_ablations.Row("X", "x.py", reference="X"), run_ablations.Row("X + a", "xa.py", reference="X"),
+            run_ablations.Row("Y", "y.py", reference="Y"), run_ablations.Row("Y + a", "ya.py", reference="Y")]
+    table = run_ablations.Table("T", "desc", rows, compare_label="the detector alone")
+    section = run_ablations.render("t", table, list(runs.values()), "a budget", [], seeds=[42, 43, 44])
+    lines = {line.split(" | ")[0][2:]: line for line in section.splitlines() if line.startswith("| ")}
+    assert "AP vs the detector alone |" in lines["row"]
+    assert lines["X"].endswith("| - |") and lines["Y"].endswith("| - |")
+    assert lines["X + a"].endswith("| -1.0 (within 1 sd) |")
+    assert lines["Y + a"].endswith("| +10.0 (>1 sd) |")  # vs the first row it would read +28.0
+    table.rows[1].reference = "Z"
+    with pytest.raises(KeyError, match="'X \\+ a'.*'Z'"):
+        run_ablations.render("t", table, list(runs.values()), "a budget", [], seeds=[42, 43, 44])
+
+
+def test_assigner_table_compares_every_assigner_row_with_its_own_detector():
+    rows = run_ablations.TABLES["stage_assigner"].rows
+    names = {r.name for r in rows}
+    for r in rows:
+        assert r.reference in names and r.name.startswith(r.reference)
+        assert (r.reference == r.name) == ("assigner" not in r.name)
+
+
+def test_a_difference_that_rounds_to_zero_has_no_minus_sign():
+    a = run_ablations.aggregate([_run("A", s, ap, 0.0) for s, ap in ((42, 1.0), (43, 2.0), (44, 3.0))])
+    b = run_ablations.aggregate([_run("B", s, ap, 0.0) for s, ap in ((42, 0.99), (43, 1.99), (44, 2.97))])
+    assert run_ablations.compare(a, b) == "+0.0 (within 1 sd)"

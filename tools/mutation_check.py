@@ -21,13 +21,14 @@ Usage::
     python tools/mutation_check.py                       # every mutant, current tests
     python tools/mutation_check.py --tests-from 3663316  # the same mutants against older tests
     python tools/mutation_check.py --only sd_swap_halves tal_alpha_beta_swapped
-    python tools/mutation_check.py --check               # only verify every snippet occurs exactly once
+    python tools/mutation_check.py --check               # only verify every mutant applies and its tests exist
     python tools/mutation_check.py --list
 
 It is a tool, not part of the test suite (it runs pytest dozens of times); CPU is scarce, so each
 mutant runs only its relevant test files, with OMP_NUM_THREADS=1.
 """
 import argparse
+import ast
 import os
 import re
 import shutil
@@ -47,7 +48,15 @@ class MutationError(ValueError):
 
 @dataclass(frozen=True)
 class Mutant:
-    """One planted bug: ``original`` (exact text, must occur once in ``path``) becomes ``mutated``."""
+    """One planted bug: ``original`` (exact text) becomes ``mutated``, inside the definition ``function``
+    of ``path``, where the snippet must occur exactly once.
+
+    ``function`` is the dotted name of the definition the snippet lies in, as the code nests it: a
+    function (``gaussian_log_weights``), a method (``HungarianMatcher.forward``), a nested function
+    (``MiniDetectorQueries.forward.gather``), a class (its body, for class attributes) or a module- or
+    class-level assignment (``DETR_KEYS``, ``SDDETR.TAL_KEYS``). A refactor that renames, moves or
+    rewrites that definition makes the mutant fail loudly instead of silently landing elsewhere.
+    """
 
     name: str
     path: str
@@ -55,6 +64,7 @@ class Mutant:
     mutated: str
     tests: Tuple[str, ...]
     description: str
+    function: str = ""
 
 
 # ---------------------------------------------------------------------------- test selections
@@ -104,223 +114,370 @@ MUTANTS: List[Mutant] = [
     # -------------------------------------------------------------- SD-DETR: meta-architecture and heads
     Mutant("head_class_reads_loc_branch", DETR, "logits = self.class_embed(dec.hidden)",
            "logits = self.class_embed(dec.hidden if dec.box_hidden is None else dec.box_hidden)", SD_META,
-           "(b) the class head reads the localisation branch"),
+           "(b) the class head reads the localisation branch", function="DETRDetector.predict"),
     Mutant("head_box_reads_cls_branch", DETR,
            "box_hidden = dec.hidden if dec.box_hidden is None else dec.box_hidden", "box_hidden = dec.hidden", SD_META,
-           "(b) the box head reads the classification branch"),
+           "(b) the box head reads the classification branch", function="DETRDetector.predict"),
     Mutant("head_box_ignores_reference", DETR, "boxes = torch.cat([delta[..., :r] + ref, delta[..., r:]], dim=-1)",
            "boxes = torch.cat([delta[..., :r], delta[..., r:]], dim=-1)", SD_META,
-           "boxes not predicted relative to their reference / anchor"),
+           "boxes not predicted relative to their reference / anchor", function="DETRDetector.predict"),
     Mutant("sd_repeat_last_layer_off_by_one", SDM, "list(range(n - 1))", "list(range(n))", SD_META,
-           "(f) yacs: repeats applied in the last layer although REPEAT_LAST_LAYER is off"),
+           "(f) yacs: repeats applied in the last layer although REPEAT_LAST_LAYER is off",
+           function="SDDETR.lazy_model_from_yacs"),
     Mutant("sd_tal_alpha_beta_swapped", SDM,
            '"TAL_ALPHA": ("criterion.class_loss.alpha",), "TAL_BETA": ("criterion.class_loss.beta",)',
            '"TAL_ALPHA": ("criterion.class_loss.beta",), "TAL_BETA": ("criterion.class_loss.alpha",)', SD_META,
-           "(e) yacs: TAL_ALPHA and TAL_BETA swapped on the way to the loss"),
+           "(e) yacs: TAL_ALPHA and TAL_BETA swapped on the way to the loss", function="SDDETR.TAL_KEYS"),
     Mutant("sd_tal_gamma_ignored", SDM, '"TAL_GAMMA": ("criterion.class_loss.gamma",)}', "}", SD_META,
-           "(e) yacs: TAL_GAMMA ignored (the model file's 2 used)"),
+           "(e) yacs: TAL_GAMMA ignored (the model file's 2 used)", function="SDDETR.TAL_KEYS"),
     Mutant("yacs_dropout_reaches_the_encoder_only", BUILD, '"DROPOUT": ("encoder.dropout", "decoder.dropout"),',
-           '"DROPOUT": ("encoder.dropout",),', YACS, "yacs: a MODEL.DETR key set on one of its two places only"),
+           '"DROPOUT": ("encoder.dropout",),', YACS, "yacs: a MODEL.DETR key set on one of its two places only",
+           function="DETR_KEYS"),
     Mutant("yacs_backbone_built_out_of_the_files_order", BUILD,
            "    for name in model.keys():", "    for name in reversed(list(model.keys())):", YACS,
-           "yacs: the parts built in another order than the LazyConfig path (other weights for one seed)"),
+           "yacs: the parts built in another order than the LazyConfig path (other weights for one seed)",
+           function="instantiate_parts"),
     # -------------------------------------------------------------- task-alignment loss, assigner, criterion
     Mutant("tal_alpha_beta_swapped", LOSSES, "return s.pow(self.alpha) * u.pow(self.beta)",
-           "return s.pow(self.beta) * u.pow(self.alpha)", TAL, "(e) TAL: t = s^beta u^alpha"),
+           "return s.pow(self.beta) * u.pow(self.alpha)", TAL, "(e) TAL: t = s^beta u^alpha",
+           function="TaskAlignmentLoss.alignment_targets"),
     Mutant("tal_gamma_dropped", LOSSES, "((target - prob).abs().pow(self.gamma) * bce).sum()", "bce.sum()", TAL,
-           "(e) TAL: the abs(t - s)^gamma factor dropped (plain BCE)"),
+           "(e) TAL: the abs(t - s)^gamma factor dropped (plain BCE)", function="TaskAlignmentLoss.forward"),
     Mutant("tal_iou_dropped", LOSSES, "return s.pow(self.alpha) * u.pow(self.beta)", "return s.pow(self.alpha)", TAL,
-           "TAL: the IoU term u^beta dropped from the soft target"),
+           "TAL: the IoU term u^beta dropped from the soft target", function="TaskAlignmentLoss.alignment_targets"),
     Mutant("tal_targets_with_gradient", LOSSES, "    @torch.no_grad()\n    def alignment_targets",
-           "    def alignment_targets", TAL, "TAL: the soft targets t not detached"),
+           "    def alignment_targets", TAL, "TAL: the soft targets t not detached",
+           function="TaskAlignmentLoss.alignment_targets"),
     Mutant("focal_alpha_ignored", LOSSES, "alpha=self.alpha, gamma=self.gamma", "alpha=-1, gamma=self.gamma", TAL,
-           "focal loss: alpha weighting dropped"),
+           "focal loss: alpha weighting dropped", function="FocalLoss.forward"),
     Mutant("assigner_negative_stages_unwrapped", "sd_detr/modeling/assigner.py",
            "listed = {s % num_stages for s in self.repeat_stages}", "listed = set(self.repeat_stages)", ASSIGN,
-           "(f) repeat_stages: negative indices (-1 = last layer) not wrapped"),
+           "(f) repeat_stages: negative indices (-1 = last layer) not wrapped",
+           function="HungarianAssigner.repeats_for"),
     Mutant("assigner_repeats_in_last_stage", "sd_detr/modeling/assigner.py",
            "return self.num_repeats if stage in listed else 1",
            "return self.num_repeats if stage in listed or stage == num_stages - 1 else 1", ASSIGN,
-           "(f) repeats applied in the last layer although repeat_stages leaves it out"),
+           "(f) repeats applied in the last layer although repeat_stages leaves it out",
+           function="HungarianAssigner.repeats_for"),
     Mutant("criterion_final_stage_first", "sd_detr/modeling/criterion.py",
            'stages = list(outputs.get("aux_outputs", [])) + [final]',
            'stages = [final] + list(outputs.get("aux_outputs", []))', CRITERION,
-           "criterion: stages out of order (the last layer's losses from the first layer's predictions)"),
+           "criterion: stages out of order (the last layer's losses from the first layer's predictions)",
+           function="SetCriterion.forward"),
     Mutant("criterion_extra_heads_use_main_class_loss", "sd_detr/modeling/criterion.py",
            "self.stage_losses(out, assignment, num_boxes, self.extra_class_loss)",
            "self.stage_losses(out, assignment, num_boxes, self.class_loss)", CRITERION,
-           "criterion: the mini-detector trained with the decoder's class loss (TAL) instead of its focal loss"),
+           "criterion: the mini-detector trained with the decoder's class loss (TAL) instead of its focal loss",
+           function="SetCriterion.forward"),
     Mutant("matcher_class_cost_sign", "sd_detr/modeling/matcher.py", "cost_class = pos[:, tgt_ids] - neg[:, tgt_ids]",
            "cost_class = neg[:, tgt_ids] - pos[:, tgt_ids]", (T + "test_matcher.py", SD_WIRING),
-           "matcher: class cost with the wrong sign (confident queries cost more)"),
+           "matcher: class cost with the wrong sign (confident queries cost more)",
+           function="HungarianMatcher.cost_matrix"),
     # -------------------------------------------------------------- mini-detector
     Mutant("mini_towers_read_padding", "sd_detr/modeling/queries/mini_detector.py",
            "memory = masked_memory(mem)\n        x = mem.as_map(memory)", "memory = mem.memory\n        x = mem.as_map(memory)",
-           MINI, "(g) the mini-detector's towers read the padded memory (not zeroed)"),
+           MINI, "(g) the mini-detector's towers read the padded memory (not zeroed)", function="MiniDetector.forward"),
     Mutant("mini_topn_takes_padding", "sd_detr/modeling/queries/mini_detector.py",
            'score = logits.detach().max(dim=-1).values.masked_fill(mask, float("-inf"))',
-           "score = logits.detach().max(dim=-1).values", MINI, "(g) the top-N may take padded locations"),
+           "score = logits.detach().max(dim=-1).values", MINI, "(g) the top-N may take padded locations",
+           function="MiniDetectorQueries.select"),
     Mutant("mini_queries_not_detached", "sd_detr/modeling/queries/mini_detector.py",
            "index.unsqueeze(-1).expand(-1, -1, x.shape[-1])).detach()", "index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))",
-           MINI, "the selected anchors and queries not detached"),
+           MINI, "the selected anchors and queries not detached", function="MiniDetectorQueries.forward.gather"),
     Mutant("mini_content_sources_swapped", "sd_detr/modeling/queries/mini_detector.py",
            'CONTENT_SOURCES = {"cls": "cls", "loc": "loc"}', 'CONTENT_SOURCES = {"cls": "loc", "loc": "cls"}', MINI,
-           "branch content from the other tower (cls query from the box tower)"),
+           "branch content from the other tower (cls query from the box tower)",
+           function="MiniDetectorQueries.CONTENT_SOURCES"),
     # -------------------------------------------------------------- task-aware queries
     Mutant("taq_offsets_detached", "sd_detr/modeling/queries/task_aware.py",
            'out["offsets"][b] = offsets.mean(dim=2)', 'out["offsets"][b] = offsets.mean(dim=2).detach()', TAQ,
-           "(c) TAQ: the reference offsets detached from the loss"),
+           "(c) TAQ: the reference offsets detached from the loss", function="TaskAwareQueryGenerator.forward"),
     Mutant("taq_points_detached", "sd_detr/modeling/queries/task_aware.py", "points = centre + offsets",
-           "points = (centre + offsets).detach()", TAQ, "(c) TAQ: the sampling points detached from the loss"),
+           "points = (centre + offsets).detach()", TAQ, "(c) TAQ: the sampling points detached from the loss",
+           function="TaskAwareQueryGenerator.forward"),
     Mutant("taq_reads_padding", "sd_detr/modeling/queries/task_aware.py",
            "feature_map = mem.as_map(masked_memory(mem))", "feature_map = mem.as_map()", TAQ,
-           "(g) TAQ samples the padded memory (not zeroed)"),
+           "(g) TAQ samples the padded memory (not zeroed)", function="TaskAwareQueryGenerator.forward"),
     Mutant("taq_one_point_head_for_both", "sd_detr/modeling/queries/task_aware.py",
            "delta = self.point_heads[b](rois)", "delta = self.point_heads[self.branches[0]](rois)", TAQ,
-           "(c) TAQ: both branches' points from the classification branch's point head"),
+           "(c) TAQ: both branches' points from the classification branch's point head",
+           function="TaskAwareQueryGenerator.forward"),
     # -------------------------------------------------------------- Conditional DETR
     Mutant("cond_query_scale_removed", "sd_detr/modeling/decoder/conditional.py",
            "scale = 1.0 if i == 0 else self.query_scale(tgt)", "scale = 1.0", CONDITIONAL,
-           "(h) Conditional DETR's query scale lambda_q removed"),
+           "(h) Conditional DETR's query scale lambda_q removed", function="ConditionalDecoder.forward"),
     Mutant("cond_query_scale_in_first_layer", "sd_detr/modeling/decoder/conditional.py",
            "scale = 1.0 if i == 0 else self.query_scale(tgt)", "scale = self.query_scale(tgt)", CONDITIONAL,
-           "Conditional DETR's lambda_q applied in the first layer too (official: identity there)"),
+           "Conditional DETR's lambda_q applied in the first layer too (official: identity there)",
+           function="ConditionalDecoder.forward"),
     Mutant("cond_object_query_every_layer", "sd_detr/modeling/decoder/conditional.py",
            "add_query_pos=(i == 0))", "add_query_pos=True)", CONDITIONAL,
-           "Conditional DETR: the object query added to the content query in every layer"),
+           "Conditional DETR: the object query added to the content query in every layer",
+           function="ConditionalDecoder.__init__"),
     Mutant("cond_intermediate_layers_not_normed", "sd_detr/modeling/decoder/conditional.py",
            "hidden.append(self.norm(tgt))", "hidden.append(tgt)", CONDITIONAL + (GOLDEN,),
-           "Conditional DETR: the intermediate (auxiliary) outputs skip the shared final LayerNorm"),
+           "Conditional DETR: the intermediate (auxiliary) outputs skip the shared final LayerNorm",
+           function="ConditionalDecoder.forward"),
     Mutant("cond_key_spatial_dropped", "sd_detr/attention/conditional.py", "k = _concat_heads(k_content, k_pos, h)",
            "k = _concat_heads(k_content, torch.zeros_like(k_pos), h)", ATTENTION,
-           "conditional cross-attention: the key's spatial part dropped (no p_q . p_k term)"),
+           "conditional cross-attention: the key's spatial part dropped (no p_q . p_k term)",
+           function="ConditionalCrossAttention.forward"),
     Mutant("cond_first_layer_key_without_pos", "sd_detr/attention/conditional.py",
            "k_content = k_content + k_pos", "k_content = k_content", ATTENTION,
-           "conditional cross-attention: the first layer's key content without the image position"),
+           "conditional cross-attention: the first layer's key content without the image position",
+           function="ConditionalCrossAttention.forward"),
     Mutant("attention_padding_mask_ignored", "sd_detr/attention/core.py",
            "    if key_padding_mask is None:\n        return attn_bias", "    if True:\n        return attn_bias",
-           ATTENTION, "attention kernel: the key padding mask ignored"),
+           ATTENTION, "attention kernel: the key padding mask ignored", function="_additive_mask"),
     # -------------------------------------------------------------- DAB-DETR
     Mutant("dab_modulation_removed", "sd_detr/modeling/decoder/dab.py",
            "if self.ref_anchor_head is not None:\n            spatial = modulate_spatial_query",
-           "if False:\n            spatial = modulate_spatial_query", DAB, "(i) DAB-DETR's width/height modulation removed"),
+           "if False:\n            spatial = modulate_spatial_query", DAB, "(i) DAB-DETR's width/height modulation removed",
+           function="DABDecoder.positional_queries"),
     Mutant("dab_modulation_y_by_width", "sd_detr/modeling/decoder/dab.py",
            "y_scale = (ref_wh[..., 1] / anchors[..., 3])", "y_scale = (ref_wh[..., 0] / anchors[..., 2])", DAB,
-           "(i) DAB-DETR: the y half modulated by the width ratio"),
+           "(i) DAB-DETR: the y half modulated by the width ratio", function="modulate_spatial_query"),
     Mutant("dab_query_scale_removed", "sd_detr/modeling/decoder/dab.py",
            "if layer_index > 0:\n            spatial = spatial * self.query_scale(tgt)",
            "if False:\n            spatial = spatial * self.query_scale(tgt)", DAB,
-           "DAB-DETR: the content-conditional scale MLP_csq dropped"),
+           "DAB-DETR: the content-conditional scale MLP_csq dropped", function="DABDecoder.positional_queries"),
     Mutant("dab_anchor_chain_not_detached", "sd_detr/modeling/decoder/dab.py", "anchors = reference.detach()",
-           "anchors = reference", DAB, "DAB-DETR: the anchor chain between layers not detached"),
+           "anchors = reference", DAB, "DAB-DETR: the anchor chain between layers not detached",
+           function="DABDecoder.forward"),
     # -------------------------------------------------------------- SMCA-DETR
     Mutant("multilevel_level_embed_dropped", DETR,
            "            pos = pos + level_embed[:, None, None]", "            pos = pos", MULTILEVEL,
-           "multi-scale: the learned level embedding left out of the levels' position embedding"),
+           "multi-scale: the learned level embedding left out of the levels' position embedding",
+           function="DETRDetector._flatten_level"),
     Mutant("multilevel_extra_level_not_chained", "sd_detr/modeling/input_projection.py",
            "            x = conv(x)\n            maps.append(x)", "            maps.append(conv(x))", MULTILEVEL,
-           "multi-scale: every extra level convolving the last backbone feature instead of the previous level"),
+           "multi-scale: every extra level convolving the last backbone feature instead of the previous level",
+           function="MultiLevelProjection.forward"),
     Mutant("smca_gaussian_not_added", "sd_detr/modeling/decoder/smca.py",
            "lvl.memory, lvl.mask, biases[0])", "lvl.memory, lvl.mask, None)", SMCA,
-           "(j) SMCA's Gaussian map not added to the co-attention"),
+           "(j) SMCA's Gaussian map not added to the co-attention", function="SMCADecoderLayer.forward"),
     Mutant("smca_head_offsets_dropped", "sd_detr/modeling/decoder/smca.py",
            "centers = centers + self.offset_head(x).view(b, q, self.nhead, 2)", "centers = centers", SMCA,
-           "SMCA: the head-specific centre offsets dropped"),
+           "SMCA: the head-specific centre offsets dropped", function="SMCADecoderLayer.spatial_prior"),
     Mutant("smca_prior_without_object_query", "sd_detr/modeling/decoder/smca.py",
            "x = self.prior_norm(tgt + query_pos)", "x = self.prior_norm(tgt)", SMCA + (GOLDEN,),
-           "SMCA: each layer's offsets / scales predicted from the content alone (official: norm4(tgt + query_pos))"),
+           "SMCA: each layer's offsets / scales predicted from the content alone (official: norm4(tgt + query_pos))",
+           function="SMCADecoderLayer.spatial_prior"),
     Mutant("gaussian_sign_flipped", "sd_detr/attention/gaussian.py", "return (-sq.sum(-1) / beta).transpose(1, 2)",
-           "return (sq.sum(-1) / beta).transpose(1, 2)", SMCA, "(j) SMCA: log G with the wrong sign"),
+           "return (sq.sum(-1) / beta).transpose(1, 2)", SMCA, "(j) SMCA: log G with the wrong sign",
+           function="gaussian_log_weights"),
     Mutant("gaussian_scale_not_squared", "sd_detr/attention/gaussian.py", "sq = sq * scales.pow(2)[:, :, :, None, :]",
-           "sq = sq * scales[:, :, :, None, :]", SMCA, "SMCA: the scale s not squared"),
+           "sq = sq * scales[:, :, :, None, :]", SMCA, "SMCA: the scale s not squared",
+           function="gaussian_log_weights"),
     # -------------------------------------------------------------- encoder
     Mutant("encoder_position_on_values", "sd_detr/modeling/encoder.py",
            "out = self.self_attn(q, k, src, key_padding_mask=key_padding_mask)",
            "out = self.self_attn(q, k, q, key_padding_mask=key_padding_mask)", ENCODER,
-           "encoder: the position embedding added to the values too"),
+           "encoder: the position embedding added to the values too", function="TransformerEncoderLayer.forward"),
     Mutant("encoder_dab_scale_from_input", "sd_detr/modeling/encoder.py", "pos * self.query_scale(out)",
            "pos * self.query_scale(src)", ENCODER + (GOLDEN,),
-           "DAB-DETR encoder: every layer's position scale from the encoder input, not the current features"),
+           "DAB-DETR encoder: every layer's position scale from the encoder input, not the current features",
+           function="TransformerEncoder.forward"),
     # -------------------------------------------------------------- SD-DETR disentangled decoder (last: H1 rewrote
     # its self-attention; these snippets are of the file after that rewrite)
     Mutant("sd_swap_halves", DIS, "tgts = list(joint.split(self.d_model, dim=-1))",
            "tgts = list(joint.split(self.d_model, dim=-1))[::-1]", DISENTANGLED,
-           "(a) the cls and loc halves swapped after the shared self-attention"),
+           "(a) the cls and loc halves swapped after the shared self-attention",
+           function="DisentangledDecoderLayer.forward"),
     Mutant("sd_self_attn_pos_swapped", DIS, "torch.cat(query_pos, dim=-1), self_attn_bias)", "torch.cat(query_pos[::-1], dim=-1), self_attn_bias)",
-           DISENTANGLED, "(d) the shared self-attention's positional embedding halves swapped"),
+           DISENTANGLED, "(d) the shared self-attention's positional embedding halves swapped",
+           function="DisentangledDecoderLayer.forward"),
     Mutant("sd_offsets_detached_in_decoder", DIS, "anchors[..., :2] + offsets[b] if b in offsets",
            "anchors[..., :2] + offsets[b].detach() if b in offsets", DISENTANGLED,
-           "(c) the task-aware offsets detached where the decoder adds them"),
+           "(c) the task-aware offsets detached where the decoder adds them", function="DisentangledDecoder.forward"),
     Mutant("sd_one_reference_for_both", DIS, "query_pos = [sine_embedding(c, self.d_model // 2)",
            "query_pos = [sine_embedding(centres[-1], self.d_model // 2)", DISENTANGLED,
-           "(d) both branches' positional embeddings from the loc reference"),
+           "(d) both branches' positional embeddings from the loc reference", function="DisentangledDecoder.forward"),
     Mutant("sd_query_scale_removed", DIS, "if i == 0:\n                spatial = query_pos",
            "if True:\n                spatial = query_pos", DISENTANGLED,
-           "SD-DETR: the cross-attention spatial query without lambda_q after the first layer"),
+           "SD-DETR: the cross-attention spatial query without lambda_q after the first layer",
+           function="DisentangledDecoder.forward"),
     Mutant("sd_query_scale_from_cls_output", DIS, "self.query_scale[b](t) for b, (p, t)",
            "self.query_scale[b](tgts[0]) for b, (p, t)", DISENTANGLED,
-           "SD-DETR: both branches' lambda_q from the classification branch's output"),
+           "SD-DETR: both branches' lambda_q from the classification branch's output",
+           function="DisentangledDecoder.forward"),
     Mutant("sd_spatial_query_swapped", DIS, "spatial[b], key_padding_mask=mem.mask)",
            "spatial[-1 - b], key_padding_mask=mem.mask)", DISENTANGLED,
-           "(d) a branch's cross-attention with the other branch's spatial query"),
+           "(d) a branch's cross-attention with the other branch's spatial query",
+           function="DisentangledDecoderLayer.forward"),
     Mutant("sd_cross_attn_padding_ignored", DIS, "spatial[b], key_padding_mask=mem.mask)",
-           "spatial[b], key_padding_mask=None)", DISENTANGLED, "SD-DETR cross-attention attends to padding"),
+           "spatial[b], key_padding_mask=None)", DISENTANGLED, "SD-DETR cross-attention attends to padding",
+           function="DisentangledDecoderLayer.forward"),
     Mutant("sd_outputs_hidden_from_loc", DIS, "hidden=hidden[0],", "hidden=hidden[-1],", DISENTANGLED,
-           "(b) the decoder's hidden (class head input) is the localisation branch"),
+           "(b) the decoder's hidden (class head input) is the localisation branch",
+           function="DisentangledDecoder.forward"),
     Mutant("sd_outputs_box_hidden_from_cls", DIS, "box_hidden=hidden[-1] if len(hidden) > 1 else None",
            "box_hidden=hidden[0] if len(hidden) > 1 else None", DISENTANGLED,
-           "(b) the decoder's box_hidden (box head input) is the classification branch"),
+           "(b) the decoder's box_hidden (box head input) is the classification branch",
+           function="DisentangledDecoder.forward"),
     Mutant("sd_final_norm_shared", DIS, "normed = [self.norm[b](t) for b, t in enumerate(tgts)]",
            "normed = [self.norm[0](t) for b, t in enumerate(tgts)]", DISENTANGLED,
-           "SD-DETR: both branches through the classification branch's final LayerNorm"),
+           "SD-DETR: both branches through the classification branch's final LayerNorm",
+           function="DisentangledDecoder.forward"),
     Mutant("sd_reference_not_clamped", DIS, "centres = [c.clamp(0.0, 1.0) for c in centres]",
-           "centres = [c for c in centres]", DISENTANGLED, "SD-DETR references pushed outside the image not clamped"),
+           "centres = [c for c in centres]", DISENTANGLED, "SD-DETR references pushed outside the image not clamped",
+           function="DisentangledDecoder.forward"),
     # -------------------------------------------------------------- the queries' contract (structures.py)
     Mutant("cond_self_attn_mask_ignored", "sd_detr/modeling/decoder/conditional.py",
            "tgt = layer(tgt, query_pos, pos_embed * scale, mem, bias)", "tgt = layer(tgt, query_pos, pos_embed * scale, mem)",
-           STRUCTURES, "Conditional DETR's decoder ignores Queries.self_attn_mask"),
+           STRUCTURES, "Conditional DETR's decoder ignores Queries.self_attn_mask",
+           function="ConditionalDecoder.forward"),
     Mutant("dab_self_attn_mask_ignored", "sd_detr/modeling/decoder/dab.py", "tgt = layer(tgt, query_pos, spatial, mem, bias)",
-           "tgt = layer(tgt, query_pos, spatial, mem)", STRUCTURES, "DAB-DETR's decoder ignores Queries.self_attn_mask"),
+           "tgt = layer(tgt, query_pos, spatial, mem)", STRUCTURES, "DAB-DETR's decoder ignores Queries.self_attn_mask",
+           function="DABDecoder.forward"),
     Mutant("smca_self_attn_mask_ignored", "sd_detr/modeling/decoder/smca.py",
            "self.self_attn(q, k, tgt, attn_bias=self_attn_bias)", "self.self_attn(q, k, tgt)", STRUCTURES,
-           "SMCA-DETR's decoder layer ignores the self-attention mask"),
+           "SMCA-DETR's decoder layer ignores the self-attention mask", function="SMCADecoderLayer.forward"),
     Mutant("sd_shared_self_attn_mask_ignored", DIS, "torch.cat(query_pos, dim=-1), self_attn_bias)",
-           "torch.cat(query_pos, dim=-1), None)", STRUCTURES, "SD-DETR's shared self-attention ignores the mask"),
+           "torch.cat(query_pos, dim=-1), None)", STRUCTURES, "SD-DETR's shared self-attention ignores the mask",
+           function="DisentangledDecoderLayer.forward"),
     Mutant("sd_split_self_attn_mask_ignored", DIS, "self._self_attention(b, t, p, self_attn_bias) for b",
            "self._self_attention(b, t, p, None) for b", STRUCTURES,
-           "two complete decoders (Table 3): the per-branch self-attentions ignore the mask"),
+           "two complete decoders (Table 3): the per-branch self-attentions ignore the mask",
+           function="DisentangledDecoderLayer.forward"),
     Mutant("self_attn_mask_sense_inverted", "sd_detr/modeling/structures.py", ".masked_fill(mask, float(\"-inf\"))",
-           ".masked_fill(~mask, float(\"-inf\"))", STRUCTURES, "Queries.self_attn_mask read as True = attend"),
+           ".masked_fill(~mask, float(\"-inf\"))", STRUCTURES, "Queries.self_attn_mask read as True = attend",
+           function="self_attn_bias"),
     Mutant("known_queries_not_split_off", DETR, "pred = {k: v[:, :, :m] for k, v in pred.items()}", "pred = pred",
-           STRUCTURES, "known (denoising) queries matched with the others and reported at inference"),
+           STRUCTURES, "known (denoising) queries matched with the others and reported at inference",
+           function="DETRDetector.forward_outputs"),
     Mutant("known_assignment_ignored", "sd_detr/modeling/criterion.py",
            '[known["assignment"]] * len(known["stages"])',
            '[Assignment.from_matches(self.matcher(s["pred_logits"], s["pred_boxes"], targets), targets) '
            'for s in known["stages"]]', STRUCTURES,
-           "the criterion matches the known queries instead of using their assignment"),
+           "the criterion matches the known queries instead of using their assignment",
+           function="SetCriterion.forward"),
     Mutant("known_intermediate_layers_dropped", "sd_detr/modeling/criterion.py",
            'self.layer_losses(known["stages"], ', 'self.layer_losses(known["stages"][-1:], ', STRUCTURES,
-           "the known queries supervised in the last layer only"),
+           "the known queries supervised in the last layer only", function="SetCriterion.forward"),
     Mutant("query_init_without_targets", DETR, "queries = self.query_init(mem, targets)", "queries = self.query_init(mem)",
-           STRUCTURES, "the training targets do not reach the query initialiser (a DN generator gets None)"),
+           STRUCTURES, "the training targets do not reach the query initialiser (a DN generator gets None)",
+           function="DETRDetector.forward_outputs"),
 ]
 
 
 # ---------------------------------------------------------------------------- mechanics
+def definition_spans(text: str, path: str = "<text>") -> Dict[str, List[Tuple[int, int]]]:
+    """Dotted name -> [(start, end)] character spans of every definition in ``text``: functions,
+    methods, nested functions, classes (decorators included, from the start of their first line to the
+    end of their last), and module- or class-level assignments to a plain name. A name defined twice
+    (e.g. in both branches of an ``if``) has two spans."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError as e:
+        raise MutationError(f"{path} does not parse: {e}") from e
+    line_start = [0]
+    for line in text.splitlines(keepends=True):
+        line_start.append(line_start[-1] + len(line))
+    spans: Dict[str, List[Tuple[int, int]]] = {}
+
+    def add(name, node, first_line):
+        spans.setdefault(name, []).append((line_start[first_line - 1], line_start[node.end_lineno]))
+
+    def walk(node, prefix, in_function):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                name = prefix + child.name
+                add(name, child, min([child.lineno] + [d.lineno for d in child.decorator_list]))
+                walk(child, name + ".", not isinstance(child, ast.ClassDef))
+            elif isinstance(child, (ast.Assign, ast.AnnAssign)) and not in_function:
+                targets = child.targets if isinstance(child, ast.Assign) else [child.target]
+                for t in targets:
+                    if isinstance(t, ast.Name):
+                        add(prefix + t.id, child, child.lineno)
+            else:
+                walk(child, prefix, in_function)
+
+    walk(tree, "", False)
+    return spans
+
+
+def locate(text: str, mutant: Mutant) -> int:
+    """Character offset of ``mutant.original`` in ``text``; a :class:`MutationError` naming the mutant,
+    the file and the function unless the snippet occurs exactly once inside that function."""
+    where = f"mutant {mutant.name} ({mutant.path})"
+    if not mutant.function:
+        raise MutationError(f"{where}: names no function (set Mutant.function to the definition it edits)")
+    spans = definition_spans(text, mutant.path).get(mutant.function, [])
+    if not spans:
+        raise MutationError(f"{where}: function {mutant.function} not found in {mutant.path} "
+                            "(renamed, moved or removed? update the mutant)")
+    if len(spans) > 1:
+        raise MutationError(f"{where}: {mutant.function} is defined {len(spans)} times in {mutant.path}")
+    start, end = spans[0]
+    inside = text.count(mutant.original, start, end)
+    if inside != 1:
+        elsewhere = text.count(mutant.original) - inside
+        hint = f"; it occurs {elsewhere} times elsewhere in the file (moved?)" if elsewhere else ""
+        raise MutationError(f"{where}: the original snippet {mutant.original!r} occurs {inside} times in "
+                            f"{mutant.function} of {mutant.path} (needs exactly 1){hint}")
+    return text.index(mutant.original, start, end)
+
+
 def apply_mutant(root: str, mutant: Mutant) -> str:
-    """Write the mutation into ``root/mutant.path``; returns the original text (to restore it)."""
+    """Write the mutation into ``root/mutant.path`` (inside ``mutant.function`` only); returns the
+    original text (to restore it)."""
     path = os.path.join(root, mutant.path)
     if not os.path.isfile(path):
         raise MutationError(f"mutant {mutant.name}: file {mutant.path} not found under {root}")
     with open(path) as f:
         text = f.read()
-    count = text.count(mutant.original)
-    if count != 1:
-        raise MutationError(f"mutant {mutant.name}: the original snippet {mutant.original!r} occurs {count} times "
-                            f"in {mutant.path} (needs exactly 1)")
+    at = locate(text, mutant)
     with open(path, "w") as f:
-        f.write(text.replace(mutant.original, mutant.mutated))
+        f.write(text[:at] + mutant.mutated + text[at + len(mutant.original):])
     return text
+
+
+def missing_tests(root: str, mutant: Mutant) -> List[str]:
+    """The test files / node ids of ``mutant`` that do not exist under ``root``: a missing file, or a
+    node id whose test (``file::test_x``, ``file::TestCls::test_x``, parameters ``[...]`` ignored) is not
+    defined in its file."""
+    missing = []
+    for t in mutant.tests:
+        file, *parts = t.split("::")
+        path = os.path.join(root, file)
+        if not os.path.isfile(path):
+            missing.append(t)
+            continue
+        if parts:
+            with open(path) as f:
+                names = definition_spans(f.read(), file)
+            if ".".join(p.split("[")[0] for p in parts) not in names:
+                missing.append(t)
+    return missing
+
+
+def check_mutants(mutants: Sequence[Mutant], root: str = REPO) -> List[str]:
+    """One line per problem: a mutant that does not apply (no function, function gone, snippet not
+    exactly once inside it), names no tests or tests that do not exist, or a duplicate name."""
+    errors = []
+    seen = set()
+    for m in mutants:
+        if m.name in seen:
+            errors.append(f"mutant {m.name}: the name is used twice")
+        seen.add(m.name)
+        path = os.path.join(root, m.path)
+        if not os.path.isfile(path):
+            errors.append(f"mutant {m.name}: file {m.path} not found")
+        else:
+            with open(path) as f:
+                text = f.read()
+            try:
+                locate(text, m)
+            except MutationError as e:
+                errors.append(str(e))
+        if m.original == m.mutated:
+            errors.append(f"mutant {m.name}: the mutation changes nothing")
+        if not m.tests:
+            errors.append(f"mutant {m.name}: names no tests")
+        for t in missing_tests(root, m):
+            errors.append(f"mutant {m.name}: test {t} does not exist")
+    return errors
 
 
 def restore(root: str, mutant: Mutant, text: str) -> None:
@@ -572,7 +729,9 @@ def main(argv=None):
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these mutants")
     parser.add_argument("--tests-from", metavar="REV", help="run the tests/ of this git revision instead")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
-    parser.add_argument("--check", action="store_true", help="only check that every snippet applies exactly once")
+    parser.add_argument("--check", action="store_true",
+                        help="only check that every mutant applies (its snippet once inside its function) and "
+                             "names existing tests")
     parser.add_argument("--output", help="also write the markdown table to this file")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per pytest run (default 600)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary copy")
@@ -587,14 +746,8 @@ def main(argv=None):
             print(f"{m.name:40s} {m.path:45s} {m.description}")
         return 0
     if args.check:
-        errors = []
-        for m in mutants:
-            path = os.path.join(REPO, m.path)
-            with open(path) as f:
-                n = f.read().count(m.original)
-            if n != 1:
-                errors.append(f"{m.name}: snippet occurs {n} times in {m.path}")
-        print("\n".join(errors) or f"all {len(mutants)} snippets apply")
+        errors = check_mutants(mutants)
+        print("\n".join(errors) or f"all {len(mutants)} mutants apply inside their functions and name existing tests")
         return 1 if errors else 0
     report = run_mutants(mutants, tests_from=args.tests_from, python=args.python, timeout=args.timeout, keep=args.keep,
                          fork=args.fork)

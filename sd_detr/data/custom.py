@@ -46,16 +46,21 @@ def parse_dataset_spec(spec: str, what: str = "dataset") -> Tuple[str, str]:
         raise ValueError(f"{what} spec {spec!r}: expected {_SPEC_FORMAT}")
     splits = [(spec[:i], spec[i + 1:]) for i, c in enumerate(spec) if c == ":"]
     existing = [s for s in splits if s[0] and os.path.isfile(os.path.expanduser(s[0]))]
-    json_file, image_root = (existing or splits)[0]
-    if not json_file or not image_root:
-        part = "the JSON file" if not json_file else "the image folder"
+    # No left part exists: report the likeliest JSON path, the one ending in .json (a Windows path,
+    # C:\data\a.json:C:\data\images, would otherwise be reported as the file "C")
+    json_like = [s for s in splits if s[0].lower().endswith(".json")]
+    given_json, given_images = (existing or json_like or splits)[0]
+    if not given_json or not given_images:
+        part = "the JSON file" if not given_json else "the image folder"
         raise ValueError(f"{what} spec {spec!r}: {part} is missing; expected {_SPEC_FORMAT}")
-    json_file = os.path.abspath(os.path.expanduser(json_file))
-    image_root = os.path.abspath(os.path.expanduser(image_root))
+    json_file = os.path.abspath(os.path.expanduser(given_json))
+    image_root = os.path.abspath(os.path.expanduser(given_images))
     if not os.path.isfile(json_file):
-        raise FileNotFoundError(f"{what} spec {spec!r}: annotation file {json_file} does not exist")
+        raise FileNotFoundError(f"{what} spec {spec!r}: annotation file {given_json} does not exist"
+                                + (f" ({json_file})" if json_file != given_json else ""))
     if not os.path.isdir(image_root):
-        raise FileNotFoundError(f"{what} spec {spec!r}: image folder {image_root} does not exist")
+        raise FileNotFoundError(f"{what} spec {spec!r}: image folder {given_images} does not exist"
+                                + (f" ({image_root})" if image_root != given_images else ""))
     return json_file, image_root
 
 

@@ -84,6 +84,8 @@ def _load_one(
         raise FileNotFoundError(
             f"Dataset '{name}': annotation file {json_file} does not exist. {hint}"
         )
+    if json_file is not None and "://" not in str(json_file):
+        _check_coco_json(name, json_file)
     try:
         dicts = DatasetCatalog.get(name)
     except _MALFORMED_JSON_ERRORS as e:
@@ -113,6 +115,110 @@ def _load_one(
             # cheap here: a file without annotations is small (no risk of parsing COCO train twice).
             _check_has_annotations_key(name, json_file)
     return dicts
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _describe_value(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _check_coco_json(name: str, json_file: str) -> None:
+    """Check the raw COCO JSON for what Detectron2's ``load_coco_json`` accepts silently or reports
+    without saying where; raise ``ValueError`` naming the dataset, the file and the culprits.
+
+    * duplicate image ids: pycocotools keys its images by id, so the last image of an id takes the
+      annotations of all of them and the others vanish (names each id and its files);
+    * an annotation without ``bbox``, or whose ``bbox`` is not 4 numbers (a string coordinate passes
+      the loader and fails in the mapper mid-training, or changes COCOeval's IoUs silently);
+    * a ``category_id`` that is not an integer, or not one of ``categories``' ids (names the
+      annotation id; the loader's ``KeyError`` names neither).
+
+    The records ``DatasetCatalog.get`` returns no longer carry the annotation ids and have lost the
+    duplicate images, hence the second read of the file (about as long as pycocotools' own parse).
+    A file that is not COCO-shaped is left to the loader, whose errors say so.
+    """
+    try:
+        with open(json_file) as f:
+            content = json.load(f)
+    except (OSError, ValueError):
+        return
+    if not isinstance(content, dict):
+        return
+    where = f"Dataset '{name}' (annotation file {json_file})"
+    images = content.get("images")
+    if isinstance(images, list):
+        files_by_id: Dict[Any, List[Any]] = {}
+        for image in images:
+            if isinstance(image, dict) and "id" in image:
+                files_by_id.setdefault(image["id"], []).append(image.get("file_name"))
+        duplicates = [(i, files) for i, files in files_by_id.items() if len(files) > 1]
+        if duplicates:
+            shown = "; ".join(f"id {i!r}: {', '.join(str(f) for f in files)}" for i, files in duplicates[:_NUM_EXAMPLES])
+            more = "; ..." if len(duplicates) > _NUM_EXAMPLES else ""
+            raise ValueError(
+                f"{where}: {len(duplicates)} image ids are used by more than one image ({shown}{more}). "
+                "Each image needs its own id: the annotations' image_id says which image a box is on "
+                "(Detectron2 would keep one image per id, with the boxes of all of them)."
+            )
+    categories = content.get("categories")
+    category_ids = None
+    if isinstance(categories, list) and all(isinstance(c, dict) for c in categories):
+        category_ids = {c.get("id") for c in categories}
+    annotations = content.get("annotations")
+    if not isinstance(annotations, list):
+        return
+    problems = []
+    for anno in annotations:
+        if not isinstance(anno, dict):
+            continue
+        found = []
+        bbox = anno.get("bbox")
+        if "bbox" not in anno:
+            found.append("no 'bbox'")
+        elif not isinstance(bbox, (list, tuple)) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
+            bad = [_describe_value(v) for v in bbox if not _is_number(v)] if isinstance(bbox, (list, tuple)) else []
+            found.append(f"malformed box {bbox!r} (expected 4 numbers [x, y, w, h]"
+                         + (f"; not a number: {', '.join(bad)})" if bad else ")"))
+        if "category_id" in anno:
+            category_id = anno["category_id"]
+            if not isinstance(category_id, int) or isinstance(category_id, bool):
+                found.append(f"category_id {_describe_value(category_id)} is not an integer")
+            elif category_ids is not None and category_id not in category_ids:
+                found.append(f"category_id {category_id} is not one of the ids in 'categories'")
+        if found:
+            problems.append(f"annotation id {anno.get('id')!r} (image_id {anno.get('image_id')!r}): "
+                            + ", ".join(found))
+    if problems:
+        more = "; ..." if len(problems) > _NUM_EXAMPLES else ""
+        raise ValueError(
+            f"{where}: {len(problems)} of {len(annotations)} annotations are malformed: "
+            f"{'; '.join(problems[:_NUM_EXAMPLES])}{more}. {_expected_format_hint()}"
+        )
+
+
+def _check_not_all_crowd(name: str, dicts: List[Dict[str, Any]]) -> None:
+    """Raise if the dataset has annotations but every one is a crowd box (``iscrowd=1``): DETR's mapper
+    drops crowd boxes (COCOeval ignores them), so there would be nothing to learn or to score.
+    Detectron2's ``filter_images_with_only_crowd_annotations`` would drop every image and fail with
+    "No valid data found"; this says why, naming the file."""
+    num_crowd = num_other = 0
+    for record in dicts:
+        for anno in record.get("annotations") or ():
+            if anno.get("iscrowd", 0):
+                num_crowd += 1
+            else:
+                num_other += 1
+    if num_crowd and not num_other:
+        json_file = MetadataCatalog.get(name).get("json_file")
+        where = f" (annotation file {json_file})" if json_file is not None else ""
+        raise ValueError(
+            f"Dataset '{name}'{where}: all {num_crowd} annotations are crowd regions (iscrowd=1), which "
+            "training drops and COCO evaluation ignores: there is no object to train on or to score. "
+            "Set iscrowd=0 on the boxes that are single objects."
+        )
 
 
 def _check_has_annotations_key(name: str, json_file: str) -> None:
@@ -398,6 +504,7 @@ def get_detr_dataset_dicts(
     for name, dicts in zip(names, per_dataset):
         if dicts and "annotations" in dicts[0]:
             _drop_degenerate_boxes(name, dicts)
+            _check_not_all_crowd(name, dicts)
         _check_image_files(name, dicts, mode)
 
     dataset_dicts = list(itertools.chain.from_iterable(per_dataset))

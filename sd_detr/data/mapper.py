@@ -19,14 +19,52 @@ import torch
 from detectron2.data import DatasetMapper
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
+from detectron2.utils.file_io import PathManager
+from PIL import Image
 
-__all__ = ["RandomChoice", "build_detr_augmentations", "DetrDatasetMapper", "DETR_TRAIN_MIN_SIZES"]
+__all__ = ["RandomChoice", "build_detr_augmentations", "DetrDatasetMapper", "DETR_TRAIN_MIN_SIZES", "read_image"]
 
 DETR_TRAIN_MIN_SIZES = tuple(range(480, 801, 32))  # (480, 512, ..., 800)
 
 AugLike = Union[T.Augmentation, T.Transform]
 
 logger = logging.getLogger(__name__)
+
+# PIL's modes of one-channel images with more than 8 bits: 16-bit PNG/TIFF ("I;16", "I;16B") and 32-bit
+# integers ("I", which older Pillow gives 16-bit PNGs).
+_WIDE_GRAY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def _to_8_bit(image: Image.Image, file_name: str) -> Image.Image:
+    """A 16-bit one-channel PIL image as 8-bit "L", scaled: value v (0..65535) -> round(v / 257) (0..255).
+
+    PIL's ``convert("RGB")``, which Detectron2's ``read_image`` applies, clips such values at 255
+    instead, so a 16-bit image would be read as (nearly) all white. Values outside 0..65535 (a 32-bit
+    image) are refused: their range is unknown."""
+    values = np.asarray(image)
+    if values.size and (values.min() < 0 or values.max() > 65535):
+        raise ValueError(
+            f"{file_name}: a {image.mode} image with values {values.min()}..{values.max()}, outside the 16-bit "
+            "range 0..65535: convert it to 8 bits per channel"
+        )
+    # 257 = 65535 / 255 maps 0 -> 0 and 65535 -> 255 exactly
+    return Image.fromarray(np.round(values.astype(np.float64) / 257.0).astype(np.uint8), mode="L")
+
+
+def read_image(file_name: str, format: Optional[str] = None) -> np.ndarray:
+    """Detectron2's ``detection_utils.read_image`` (PIL, EXIF orientation applied, ``format`` "RGB",
+    "BGR", "L", ...: an HxWxC uint8 array), except that a 16-bit grayscale image (PIL mode "I;16" or
+    "I") is scaled to 8 bits (:func:`_to_8_bit`) instead of clipped at 255.
+
+    Why PIL and not ``cv2.IMREAD_UNCHANGED``: it is the reader Detectron2 and the up-front header check
+    of ``get_detr_dataset_dicts`` use (same EXIF handling, same size); PIL already reads 16-bit RGB PNGs
+    as 8-bit RGB (the high byte of each value)."""
+    with PathManager.open(file_name, "rb") as f:
+        image = Image.open(f)
+        image = utils._apply_exif_orientation(image)
+        if image.mode in _WIDE_GRAY_MODES:
+            image = _to_8_bit(image, file_name)
+        return utils.convert_PIL_to_numpy(image, format)
 
 
 def _as_augmentation_list(choice) -> T.AugmentationList:
@@ -230,7 +268,7 @@ class DetrDatasetMapper(DatasetMapper):
     def _read_image(self, dataset_dict):
         file_name = dataset_dict["file_name"]
         try:
-            return utils.read_image(file_name, format=self.image_format)
+            return read_image(file_name, format=self.image_format)
         except FileNotFoundError as e:
             raise FileNotFoundError(f"Image file not found: {file_name}") from e
         except Exception as e:

@@ -84,6 +84,16 @@ def test_bad_spec_error_names_the_spec_and_the_missing_part(tmp_path, spec, erro
         assert word.format(tmp=tmp_path) in str(e.value)
 
 
+def test_missing_json_of_a_windows_style_spec_is_named_as_given(tmp_path):
+    """Catches the split at the drive letter's colon being reported when no part exists: a Windows path
+    C:\\data\\train.json:C:\\data\\images was reported as the annotation file "<cwd>/C"."""
+    spec = r"C:\data\train.json:C:\data\images"
+    with pytest.raises(FileNotFoundError) as e:
+        parse_dataset_spec(spec, what="--dataset-train")
+    assert r"annotation file C:\data\train.json does not exist" in str(e.value)
+    assert f"annotation file {os.path.abspath('C')} " not in str(e.value)
+
+
 def test_registration_is_stable_and_idempotent(tmp_path, cleanup_catalog):
     """Catches: a name from Python's randomised hash (differs between DDP processes / a resumed run), and a
     second call raising "already registered"."""

@@ -377,3 +377,57 @@ def test_relative_boxes_are_tested_against_the_unit_square(warnings_log):
         MetadataCatalog.remove(name)
     assert [a["bbox"][0] for a in dicts[0]["annotations"]] == [0.1, 500]
     assert "dropped 1 boxes outside the image" in warnings_log.text
+
+
+def test_duplicate_image_ids_are_an_error_naming_the_ids_and_files(tmp_path, registry):
+    """Catches duplicate image ids loading silently: pycocotools keys images by id, so the second image
+    was trained and evaluated with the boxes of both (issue 22: AP 3.10 became 5.85)."""
+    images = [{"id": 1, "file_name": "a.png", "width": 30, "height": 20},
+              {"id": 1, "file_name": "b.png", "width": 30, "height": 20},
+              {"id": 2, "file_name": "c.png", "width": 30, "height": 20}]
+    content = _coco([_ann(1, [1, 1, 5, 5]), _ann(2, [2, 2, 5, 5], image_id=2)], images=images)
+    name, json_file, _ = registry(tmp_path, content, images=("a.png", "b.png", "c.png"))
+    with pytest.raises(ValueError, match="image ids are used by more than one image") as excinfo:
+        get_detr_dataset_dicts(name)
+    message = str(excinfo.value)
+    assert json_file in message and "id 1: a.png, b.png" in message
+    assert "id 2" not in message  # only the duplicated id is named
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda a: a.update(bbox=[1, "2", 5, 5]), ["malformed box", "'2' (str)"]),
+    (lambda a: a.pop("bbox"), ["no 'bbox'"]),
+    (lambda a: a.update(category_id="1"), ["category_id '1' (str) is not an integer"]),
+    (lambda a: a.update(category_id=7), ["category_id 7 is not one of the ids"]),
+], ids=["string coordinate", "no bbox", "string category_id", "unknown category_id"])
+def test_malformed_annotation_is_an_error_at_load_naming_the_file_and_annotation_id(tmp_path, registry, change, words):
+    """Catches malformed annotations passing the load: a string coordinate failed at iteration 13 in the
+    mapper without a file name (or changed val AP silently), a missing bbox failed in the mapper, a
+    string category_id failed with a bare KeyError. The error must come from get_detr_dataset_dicts and
+    name the JSON file and the annotation's id (47), not the good one's (46)."""
+    bad = _ann(47, [1, 1, 5, 5])
+    change(bad)
+    name, json_file, _ = registry(tmp_path, _coco([_ann(46, [2, 2, 5, 5]), bad]))
+    with pytest.raises(ValueError) as excinfo:
+        get_detr_dataset_dicts(name)
+    message = str(excinfo.value)
+    assert json_file in message and "annotation id 47" in message and "annotation id 46" not in message
+    for word in words:
+        assert word in message, (word, message)
+
+
+def test_all_crowd_annotations_are_an_error_naming_the_file(tmp_path, registry):
+    """Catches a dataset whose every box is a crowd region (dropped by the mapper, ignored by COCOeval)
+    loading as if it had objects: training learned nothing and the evaluation scored nothing, silently."""
+    name, json_file, _ = registry(tmp_path, _coco([_ann(1, [1, 1, 5, 5], iscrowd=1),
+                                                   _ann(2, [2, 2, 5, 5], iscrowd=1)]))
+    with pytest.raises(ValueError, match=r"all 2 annotations are crowd regions \(iscrowd=1\)") as excinfo:
+        get_detr_dataset_dicts(name)
+    assert json_file in str(excinfo.value)
+
+
+def test_some_crowd_annotations_are_accepted(tmp_path, registry):
+    """Catches the all-crowd check firing on any crowd box (COCO has crowd boxes next to objects)."""
+    name, _, _ = registry(tmp_path, _coco([_ann(1, [1, 1, 5, 5], iscrowd=1), _ann(2, [2, 2, 5, 5])]))
+    dicts = get_detr_dataset_dicts(name)
+    assert sorted(a["iscrowd"] for a in dicts[0]["annotations"]) == [0, 1]

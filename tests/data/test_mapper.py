@@ -367,3 +367,36 @@ def test_brightness_and_contrast_change_pixels_not_boxes(red_rect_image):
     assert b["image"].float().mean() < 0.7 * a["image"].float().mean()
     with pytest.raises(ValueError, match="brightness"):
         build_detr_augmentations(True, brightness=(1.2, 0.8))
+
+
+def test_16_bit_grayscale_png_is_scaled_to_8_bits(tmp_path):
+    """Catches a 16-bit grayscale PNG read through PIL's convert("RGB"), which clips every value above 255
+    to 255 (the image was read as all white): 0 -> 0, 257 -> 1, 32768 -> 128, 65535 -> 255, in every
+    channel, and the mapper's image is the scaled one."""
+    from sd_detr.data.mapper import read_image
+
+    values = np.array([[0, 257, 32768, 65535]], np.uint16).repeat(3, axis=0)  # 3 x 4 pixels
+    path = str(tmp_path / "gray16.png")
+    cv2.imwrite(path, values)
+    expected = np.array([0, 1, 128, 255], np.uint8)
+    rgb = read_image(path, "RGB")
+    assert rgb.dtype == np.uint8 and rgb.shape == (3, 4, 3)
+    for channel in range(3):
+        np.testing.assert_array_equal(rgb[0, :, channel], expected)
+    np.testing.assert_array_equal(read_image(path, "L")[1, :, 0], expected)
+    mapper = DetrDatasetMapper(is_train=False, augmentations=[])
+    out = mapper({"file_name": path, "image_id": 1, "height": 3, "width": 4})
+    np.testing.assert_array_equal(out["image"][0, 0].numpy(), expected)
+
+
+def test_16_bit_rgb_png_keeps_its_channel_order_and_high_byte(tmp_path):
+    """Catches the 16-bit path applied to colour images too or swapping their channels: PIL reads a 48-bit
+    PNG as 8-bit RGB (the high byte: 32768 -> 128)."""
+    from sd_detr.data.mapper import read_image
+
+    bgr = np.zeros((2, 2, 3), np.uint16)
+    bgr[..., 0], bgr[..., 1], bgr[..., 2] = 65535, 32768, 0  # cv2 writes BGR
+    path = str(tmp_path / "rgb16.png")
+    cv2.imwrite(path, bgr)
+    np.testing.assert_array_equal(read_image(path, "RGB")[0, 0], [0, 128, 255])
+    np.testing.assert_array_equal(read_image(path, "BGR")[0, 0], [255, 128, 0])

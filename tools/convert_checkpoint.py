@@ -14,13 +14,14 @@ Example:
 """
 import argparse
 import os
+import pickle
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a clone
 
 import torch  # noqa: E402
 
-from sd_detr.checkpoint import CONVERTERS, convert_state_dict  # noqa: E402
+from sd_detr.checkpoint import CONVERTERS, convert_state_dict, load_torch_weights  # noqa: E402
 
 
 def main(argv=None):
@@ -34,8 +35,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not os.path.isfile(args.input):
         parser.error(f"--input {args.input} does not exist")
-    # Official checkpoints pickle their argparse Namespace next to the weights: a trusted file is assumed.
-    ckpt = torch.load(args.input, map_location="cpu", weights_only=False)
+    # Official checkpoints pickle their training options (an argparse.Namespace) under 'args' next to the
+    # weights (Atten4Vis/ConditionalDETR main.py:216-222, utils.save_on_master({..., 'args': args})): that class is
+    # allowed, anything else a file names is refused before it runs (torch.load weights_only=True).
+    try:
+        ckpt = load_torch_weights(args.input, extra_globals=[argparse.Namespace])
+    except pickle.UnpicklingError as e:  # UnsafeCheckpointError: names the file and the refused global
+        sys.exit(str(e))
     state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         sys.exit(f"{args.input}: not a state dict (expected a dict of tensors or a dict with a 'model' entry)")

@@ -1,10 +1,11 @@
 #!/usr/bin/env python
 """Run a detector on images or a video and draw its detections (Detectron2's demo/demo.py for sd_detr).
 
---config-file takes a LazyConfig (.py, predictor: sd_detr.engine.LazyPredictor) or a yacs config
-(.yaml, predictor: Detectron2's own DefaultPredictor). The weights (--checkpoint, or
-train.init_checkpoint / MODEL.WEIGHTS) are loaded strictly on both paths: a checkpoint that does not fit
-the model is an error listing the mismatching keys; running without weights is warned about. Detections
+--config-file takes a LazyConfig (.py, predictor: sd_detr.engine.LazyPredictor; a .py config is code) or
+a yacs config (.yaml, predictor: Detectron2's own DefaultPredictor; read as data, yaml.safe_load). The
+weights (--checkpoint, or train.init_checkpoint / MODEL.WEIGHTS) are loaded strictly on both paths, and
+without running code a file may carry (sd_detr.checkpoint.safe_load): a checkpoint that does not fit the
+model is an error listing the mismatching keys; running without weights is warned about. Detections
 are drawn with Detectron2's Visualizer and the metadata of the config's test dataset. An input that
 cannot be read is reported by name and skipped; the run goes on (exit status 1 if anything was skipped).
 Inputs with the same file name (a/x.png, b/x.png) are written as x.png, x_1.png, ... and the renaming
@@ -56,11 +57,12 @@ def build_predictor(config_file, opts, checkpoint=None):
     from detectron2.config import get_cfg
 
     from sd_detr.config import add_all_configs
+    from sd_detr.config.yacs import merge_yaml_config
     from sd_detr.engine.predictor import strict_default_predictor
 
     cfg = get_cfg()
     add_all_configs(cfg)
-    cfg.merge_from_file(config_file)
+    merge_yaml_config(cfg, config_file)  # data only: a !!python tag is an error, never run
     cfg.merge_from_list(opts)
     if checkpoint is not None:
         cfg.MODEL.WEIGHTS = checkpoint

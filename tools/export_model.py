@@ -99,7 +99,7 @@ def default_size(resize):
 def export(args):
     from detectron2.config import LazyConfig, instantiate
 
-    from sd_detr.checkpoint import DETRCheckpointer
+    from sd_detr.checkpoint import DETRCheckpointer, UnsafeCheckpointError
     from sd_detr.config import check_override_keys
     from sd_detr.export import (ExportableDetector, ExportError, build_metadata, export_onnx, export_torchscript,
                                 onnx_runner, torchscript_runner, verify)
@@ -115,6 +115,8 @@ def export(args):
     if checkpoint and checkpoint.lower() != "none":
         try:
             DETRCheckpointer(model, strict=True).load(checkpoint)
+        except UnsafeCheckpointError as e:  # not a misfit: a file that asks to run code (names file and global)
+            raise ExportError(str(e)) from None
         except Exception as e:  # noqa: BLE001  (re-raised naming config and checkpoint)
             raise ExportError(f"checkpoint {checkpoint} does not fit {type(model).__name__} of {args.config_file}: "
                               f"{e}") from e

@@ -5,6 +5,8 @@ import shutil
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
+from .safe_load import load_pickle_weights, load_torch_weights
+
 
 class CheckpointMismatchError(RuntimeError):
     pass
@@ -193,6 +195,35 @@ class DETRCheckpointer(DetectionCheckpointer):
         last = self.get_checkpoint_file() if self.has_checkpoint() else ""
         return (f"the previous checkpoint {os.path.basename(last)} is kept and still tagged in last_checkpoint"
                 if last else "no checkpoint was written")
+
+    # ------------------------------------------------------------------ loading (issue 22)
+    def _load_file(self, filename):
+        """Detectron2's ``_load_file``, reading the file without running code it may carry (:mod:`.safe_load`):
+        ``.pkl`` through the restricted unpickler (dicts, lists, numbers, strings, numpy arrays), then taken as
+        Detectron2 takes it (a model-zoo dict with ``model`` and ``__author__`` as is, else Caffe2 / Detectron1
+        blobs, renamed by matching heuristics); every other file (``.pth``, pycls ``.pyth``) with
+        ``torch.load(weights_only=True)``. Raises :class:`~.safe_load.UnsafeCheckpointError` naming the file
+        and the global it refused. Every load of the checkpointer (``load``, ``resume_or_load``) comes here."""
+        if filename.endswith(".pkl"):
+            data = load_pickle_weights(filename)
+            if not isinstance(data, dict):
+                raise ValueError(f"{filename}: a .pkl weight file must hold a dict, not {type(data).__name__}")
+            if "model" in data and "__author__" in data:  # Detectron2 model-zoo format
+                self.logger.info("Reading a file from '{}'".format(data["__author__"]))
+                return data
+            data = data.get("blobs", data)  # Caffe2 detection models keep the weights under "blobs"
+            data = {k: v for k, v in data.items() if not k.endswith("_momentum")}
+            return {"model": data, "__author__": "Caffe2", "matching_heuristics": True}
+        data = load_torch_weights(filename)
+        if filename.endswith(".pyth"):  # pycls, as Detectron2 reads it
+            if not isinstance(data, dict) or "model_state" not in data:
+                raise ValueError(f"Cannot load .pyth file {filename}; pycls checkpoints must contain 'model_state'.")
+            state = {k: v for k, v in data["model_state"].items() if not k.endswith("num_batches_tracked")}
+            return {"model": state, "__author__": "pycls", "matching_heuristics": True}
+        if not isinstance(data, dict):
+            raise ValueError(f"{filename}: a checkpoint must hold a dict (a state dict, or one with a 'model' entry), "
+                             f"not {type(data).__name__}")
+        return data if "model" in data else {"model": data}
 
     def _load_model(self, checkpoint):
         heuristic = checkpoint.get("matching_heuristics", False)  # Detectron2 renames such keys itself

@@ -18,6 +18,7 @@ from detectron2.utils.file_io import PathManager
 
 from ..checkpoint import DETRCheckpointer
 from ..data.custom import apply_custom_datasets
+from ..data.checks import check_inputs_before_training
 from .distributed import create_ddp_model
 from .trainer import DETRTrainer
 from .accel import optimize_for_cpu
@@ -65,6 +66,7 @@ def do_train(cfg, resume: bool = False):
     With ``resume``, the rows of ``metrics.json`` past the checkpoint's iteration (logged by a run killed
     after it) are removed first, so the file holds each iteration once."""
     apply_custom_datasets(cfg)  # own data set in cfg.dataloader.custom (configs/common/data/custom_coco.py)
+    check_inputs_before_training(cfg)  # max_iter, classes, the test set's up-front checks (issue 22)
     if comm.is_main_process():  # default_setup makes it in the tools; called from Python, the writers need it
         PathManager.mkdirs(cfg.train.output_dir)
     model = build_model(cfg)

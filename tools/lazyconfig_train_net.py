@@ -66,6 +66,9 @@ def setup(args):
     if stray:
         raise ValueError(f"option(s) {stray} after the key=value overrides: put every --option before the "
                          f"first key=value (argparse takes everything after it as overrides)")
+    if not args.config_file:  # Detectron2's parser defaults it to "" (LazyConfig.load("") fails obscurely)
+        raise ValueError("--config-file is required: the LazyConfig .py (or a run's config.yaml) to train or "
+                         "evaluate, e.g. --config-file projects/sd_detr/configs/sd_detr_tiny_synthetic.py")
     cfg = LazyConfig.load(args.config_file)
     if args.dataset_train or args.dataset_val:
         apply_custom_datasets(cfg, train=args.dataset_train, val=args.dataset_val)

@@ -1,10 +1,14 @@
 """Run an exported detector with the call interface of Detectron2's ``DefaultPredictor``."""
+import logging
+
 import numpy as np
 import torch
 from detectron2.data import transforms as T
 from detectron2.structures import Boxes, Instances
 
 from .exporter import load_metadata, onnx_runner, torchscript_runner
+
+logger = logging.getLogger(__name__)
 
 
 class OnnxPredictor:
@@ -14,7 +18,8 @@ class OnnxPredictor:
 
     - The image is resized as at export time: with dynamic height/width by the config's test resize
       (``metadata["test_resize"]``: ResizeShortestEdge, as LazyPredictor), at a fixed size to exactly the
-      exported (H, W).
+      exported (H, W), aspect ratio not kept: the first image of another size logs a warning saying so
+      (once per predictor).
     - Boxes are scaled back to the original image (absolute xyxy); if the model clips, they are clipped
       and empty ones dropped, as ``detector_postprocess`` does.
 
@@ -42,6 +47,8 @@ class OnnxPredictor:
             self.aug = T.ResizeShortestEdge(resize["short_edge_length"], resize["max_size"], "choice")
         else:
             self.aug = T.Resize((shape[1], shape[2]))
+        self.path = path
+        self._warned_resize = False
         self.run = onnx_runner(path, num_threads) if self.metadata["format"] == "onnx" else torchscript_runner(path)
 
     def __call__(self, original_image):
@@ -49,6 +56,14 @@ class OnnxPredictor:
         if self.input_format == "RGB":
             original_image = original_image[:, :, ::-1]
         height, width = original_image.shape[:2]
+        if not self.dynamic and not self._warned_resize and (height, width) != tuple(self.metadata["input"]["shape"][1:]):
+            self._warned_resize = True  # once per predictor: a demo over a folder would repeat it per image
+            exported = self.metadata["input"]["shape"]
+            logger.warning(
+                f"{self.path} was exported at the fixed size {exported[1]}x{exported[2]} (height x width): images of "
+                f"another size, such as this {height}x{width} one, are resized to it, aspect ratio not kept (boxes "
+                "are scaled back). Export with --dynamic to resize as the config's test resize does."
+            )
         aug_input = T.AugInput(np.ascontiguousarray(original_image))
         self.aug(aug_input)
         image = np.ascontiguousarray(aug_input.image.transpose(2, 0, 1)).astype(np.uint8)

@@ -5,6 +5,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -77,3 +78,69 @@ def test_option_after_the_overrides_is_an_error_saying_where_options_go(tmp_path
                           env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert proc.returncode != 0
     assert "--dataset-train" in proc.stderr and "before the first key=value" in proc.stderr
+
+
+_RUN_MAINS = r"""
+import importlib.util, json, os, sys
+spec = importlib.util.spec_from_file_location("train_net", os.path.join(sys.argv[1], "tools", "lazyconfig_train_net.py"))
+tool = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(tool)
+for argv in json.loads(sys.argv[2]):
+    try:
+        tool.main(tool.get_parser().parse_args(argv))
+        result = {"type": None, "message": ""}
+    except Exception as e:
+        result = {"type": type(e).__name__, "message": str(e)}
+    print("RESULT " + json.dumps(result), flush=True)
+"""
+
+
+@pytest.mark.slow  # a subprocess (about 20 s of CPU)
+def test_bad_inputs_are_reported_before_training_with_clear_messages(tmp_path, synthetic_root):
+    """The train tool's main() on five bad command lines, in one Python process (each start costs
+    seconds). Catches (issue 22): no --config-file failing obscurely inside LazyConfig.load; a missing
+    val image reported only at the final evaluation, after training (no metrics.json may be written);
+    --dataset-val alone with 3 classes on the 5-class synthetic train set building a 3-class model that
+    failed with an IndexError in the matcher; a negative train.max_iter training nothing silently; a
+    Windows JSON:IMAGES path reported as "<cwd>/C"."""
+    import subprocess
+    import sys
+
+    train = write_dataset(tmp_path, "train")
+    val = write_dataset(tmp_path, "val")
+    (tmp_path / "val" / "1.png").unlink()
+    val3 = write_dataset(tmp_path, "val3")  # CATEGORIES: 3 classes; the synthetic train set has 5
+    tiny = ["--config-file", SD_DETR_TINY]
+    quick = ["train.max_iter=2", "dataloader.train.num_workers=0", "dataloader.test.num_workers=0"]
+    runs = {
+        "no config": [],
+        "missing val image": tiny + ["--dataset-train", train, "--dataset-val", val,
+                                     f"train.output_dir={tmp_path / 'missing'}"] + quick,
+        "val alone": tiny + ["--dataset-val", val3, f"train.output_dir={tmp_path / 'alone'}"] + quick,
+        "negative max_iter": tiny + [f"train.output_dir={tmp_path / 'negative'}", "train.max_iter=-1"],
+        "windows spec": tiny + ["--dataset-train", r"C:\data\train.json:C:\data\images"],
+    }
+    proc = subprocess.run([sys.executable, "-c", _RUN_MAINS, REPO, json.dumps(list(runs.values()))], cwd=REPO,
+                          capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, SD_DETR_SYNTHETIC_ROOT=synthetic_root, OMP_NUM_THREADS="1"))
+    lines = [json.loads(line[len("RESULT "):]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert len(lines) == len(runs), proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = dict(zip(runs, lines))
+
+    assert "--config-file is required" in results["no config"]["message"], results["no config"]
+
+    missing = results["missing val image"]
+    assert missing["type"] == "FileNotFoundError" and str(tmp_path / "val" / "1.png") in missing["message"], missing
+    assert not (tmp_path / "missing" / "metrics.json").exists(), "the run trained before checking the val set"
+
+    alone = results["val alone"]
+    assert alone["type"] == "ValueError", alone
+    assert "has 5 classes" in alone["message"] and "num_classes is 3" in alone["message"], alone
+    assert not (tmp_path / "alone" / "metrics.json").exists()
+
+    negative = results["negative max_iter"]
+    assert negative["type"] == "ValueError" and "train.max_iter=-1" in negative["message"], negative
+
+    windows = results["windows spec"]
+    assert windows["type"] == "FileNotFoundError", windows
+    assert r"annotation file C:\data\train.json does not exist" in windows["message"], windows

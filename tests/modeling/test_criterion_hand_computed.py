@@ -204,13 +204,14 @@ def test_conditional_detr_criterion_gives_the_hand_focal_l1_giou_of_every_layer_
     """The default criterion (focal loss, one-to-one in every layer, weights 2 / 5 / 2) over 3 layers and
     denoising-style known queries: every key equals the hand value of its own layer.
 
-    Bugs caught: focal alpha on the wrong side (0.75 on the positives) or dropped; gamma dropped or
-    misplaced; the focal loss averaged over queries (the official ``mean(1)`` without ``* num_queries``)
-    or over classes; aux layer i scored with layer i+1's predictions or matches, or the last layer's
-    losses taken from an aux layer; L1 on xyxy corners instead of cxcywh; GIoU on cxcywh; a weight
-    applied to the wrong term (GIoU's 2 on L1); a term or a layer dropped; num_boxes counting queries
-    or positives instead of ground truths; the empty image given positives; the known queries matched
-    instead of trained with their assignment, or supervised in the last layer only."""
+    Bugs caught: focal alpha on the wrong side (0.75 on the positives) or dropped; gamma dropped; the
+    focal loss averaged over queries (the official ``mean(1)`` without ``* num_queries``) or over
+    classes; aux layer i scored with layer i+1's predictions or matches, or the last layer's losses
+    taken from an aux layer; L1 on xyxy corners instead of cxcywh; GIoU on cxcywh; a weight applied to
+    the wrong term (GIoU's 2 on L1); a term or a layer dropped; the empty image given positives; the
+    known queries matched instead of trained with their assignment, or supervised in the last layer
+    only. (Here num_boxes = 2 = the number of images = the positives per one-to-one layer: the
+    normaliser's own bugs are the other tests' business.)"""
     targets = targets_of()
     stages = [make_stage(i, m) for i, m in enumerate(ONE_TO_ONE[:3])]
     criterion = SetCriterion(NUM_CLASSES, HungarianMatcher())
@@ -241,10 +242,11 @@ def test_sd_detr_criterion_gives_the_hand_tal_of_every_layer_with_repeats_and_th
     with k = 2 repeated positives in layers 0..4, one-to-one in the last, and the mini-detector's focal
     loss x 0.1; every key equals the hand value of its own layer.
 
-    Bugs caught: t = s^beta u^alpha, t without u^beta, t with the IoU of another box or a GIoU; the
+    Bugs caught: t = s^beta u^alpha, t without u^beta, u taken on cxcywh boxes instead of xyxy; the
     |t - s|^gamma factor dropped or the negatives' s^gamma dropped; the focal (0.25 / 0.75) alpha
-    weights in TAL; the mini-detector trained with TAL instead of the focal loss, its 0.1 applied to
-    the class loss only, or not at all; repeats in the last layer or in no layer; a repeated stage
+    weights in TAL; the mini-detector trained with TAL instead of the focal loss, given repeated
+    positives, or its 0.1 applied to the class loss only or not at all; repeats in the last layer or
+    in no layer; a repeated stage
     divided by k x num_boxes (or by its number of positives) instead of num_boxes; aux layer i scored
     with layer i+1's predictions or matches; the config's weights or TAL exponents not reaching the loss."""
     criterion, num_layers = sd_detr_criterion()
@@ -278,8 +280,9 @@ def test_repeated_stage_sums_all_k_positives_and_divides_by_the_number_of_ground
     module docstring), so they grow with k while the last layer's do not.
 
     Bugs caught: the normaliser num_boxes x k (H-DETR's one-to-many) or the number of positives instead
-    of num_boxes; only the first of the k positives trained (duplicates collapsed); the k positives
-    given the same query; repeats in the last layer."""
+    of num_boxes, or num_boxes counting images (2) instead of ground truths (1); only the first of the
+    k positives trained (duplicates collapsed); the k positives given the same query; repeats in the
+    last layer."""
     gt = [[(1, (0.45, 0.55, 0.30, 0.25))], []]
     targets = targets_of(gt)
     criterion = SetCriterion(NUM_CLASSES, HungarianMatcher(),

@@ -1,6 +1,7 @@
 # sd_detr: the two commands of the README, both set up the environment first (idempotent).
 #   make demo               train + evaluate the tiny SD-DETR on the synthetic data, draw its detections (CPU)
-#   make test               run the test suite
+#   make test               run the whole test suite (what CI runs; under 20 minutes on 2 cores)
+#   make test-fast          the fast tier only, -m "not slow" (under 3 minutes; run it while you work)
 #   make demo-conditional   the same with the tiny Conditional DETR (its full 3000-iteration budget)
 # SD_DETR_PYTHON=/path/to/python uses an existing environment instead of ./.venv.
 PY := $(if $(SD_DETR_PYTHON),$(SD_DETR_PYTHON),.venv/bin/python)
@@ -12,7 +13,7 @@ DEMO_OPTS := train.max_iter=700 "lr_multiplier.milestones=[600,700]" train.eval_
 CONDITIONAL_CONFIG := projects/conditional_detr/configs/conditional_detr_tiny_synthetic.py
 CONDITIONAL_OUT := output/demo_conditional_detr
 
-.PHONY: setup demo demo-conditional test
+.PHONY: setup demo demo-conditional test test-fast
 setup:
 	@bash scripts/setup_env.sh
 
@@ -30,3 +31,6 @@ demo-conditional: setup
 
 test: setup
 	$(PY) -m pytest -q tests
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow" tests

@@ -192,7 +192,6 @@ def test_hungarian_assigner_uses_each_stages_k_and_its_own_predictions(k, repeat
     for s in range(num_stages):  # each stage's predictions with a unique optimum for its own k
         images = [draw_image(600 + 37 * s + 7 * i + k, num_queries, num_gt[i], ks[s], target=t)
                   for i, t in enumerate(targets)]
-        assert all(im[2] is t for im, t in zip(images, targets))
         stages.append({"pred_logits": torch.stack([im[0] for im in images]),
                        "pred_boxes": torch.stack([im[1] for im in images])})
     matcher = RecordingMatcher()
@@ -202,8 +201,7 @@ def test_hungarian_assigner_uses_each_stages_k_and_its_own_predictions(k, repeat
         want = set()
         for i, t in enumerate(targets):
             cost = reference_cost(stages[s]["pred_logits"][i], stages[s]["pred_boxes"][i], t["labels"], t["boxes"])
-            best, best_total, second = brute_force(cost, ks[s])
-            assert second - best_total > MARGIN
+            best = brute_force(cost, ks[s])[0]  # unique: draw_image redrew this stage's predictions until it was
             want |= {(i, q, int(t["labels"][g]), tuple(t["boxes"][g].tolist())) for q, g in pairs_from_map(best)}
         got = [(b, q, c, tuple(box)) for b, q, c, box in zip(a.cls_batch.tolist(), a.cls_query.tolist(),
                                                               a.cls_label.tolist(), a.cls_box.tolist())]

@@ -206,6 +206,22 @@ def test_checkpointer_reads_a_caffe2_blob_pkl_as_detectron2_does(tmp_path):
     assert list(data["model"]) == ["conv1_w"] and np.array_equal(data["model"]["conv1_w"], np.ones(2))
 
 
+def test_checkpointer_reads_pycls_pyth_and_names_a_file_that_holds_no_dict(tmp_path):
+    """A pycls ``.pyth`` (weights_only) gives its ``model_state`` without ``num_batches_tracked``, for the
+    matching heuristics, as Detectron2 reads it; a .pth or .pkl holding a bare list is a ValueError naming the
+    file (Detectron2 failed on it with a TypeError of ``in``)."""
+    ckpt = DETRCheckpointer(torch.nn.Linear(1, 1))
+    torch.save({"model_state": {"stem.w": torch.ones(2), "stem.bn.num_batches_tracked": torch.tensor(3)}},
+               tmp_path / "m.pyth")
+    data = ckpt._load_file(str(tmp_path / "m.pyth"))
+    assert data["__author__"] == "pycls" and data["matching_heuristics"] is True and list(data["model"]) == ["stem.w"]
+    torch.save([torch.ones(1)], tmp_path / "list.pth")
+    (tmp_path / "list.pkl").write_bytes(pickle.dumps([1, 2]))
+    for name in ("list.pth", "list.pkl"):
+        with pytest.raises(ValueError, match=rf"{name}: .*not list"):
+            ckpt._load_file(str(tmp_path / name))
+
+
 def test_the_projects_own_training_checkpoint_resumes_with_weights_only(tmp_path, tiny_env, no_weights_only_default):
     """A checkpoint written by training (model, optimizer, the trainer's iteration and LR-scheduler state)
     reads with weights_only=True, and --resume restores iteration, optimizer and scheduler: AdamW's step

@@ -9,8 +9,10 @@ Examples:
   # Conditional DETR-R50, 50 epochs on COCO with 8 GPUs
   python tools/lazyconfig_train_net.py --num-gpus 8 \\
       --config-file projects/conditional_detr/configs/conditional_detr_r50_50ep.py
-  # resume an interrupted run from output_dir/last_checkpoint
+  # resume an interrupted run from output_dir/last_checkpoint (runs a final evaluation that did not finish)
   python tools/lazyconfig_train_net.py --config-file ... --resume
+  # start over in a folder that holds another run's checkpoints (deletes them; without it the run refuses)
+  python tools/lazyconfig_train_net.py --config-file ... --overwrite
   # evaluate a checkpoint
   python tools/lazyconfig_train_net.py --config-file ... --eval-only train.init_checkpoint=model_final.pth
   # any config value can be overridden with key=value (options first, overrides last)
@@ -41,6 +43,7 @@ from sd_detr.config import check_override_keys  # noqa: E402
 from sd_detr.data import apply_custom_datasets  # noqa: E402
 from sd_detr.engine import do_eval_only, do_train  # noqa: E402
 from sd_detr.engine.distributed import init_torchrun_process_group, launched_by_torchrun  # noqa: E402
+from sd_detr.engine.output_dir import check_fresh_output_dir, lock_output_dir  # noqa: E402
 
 logger = logging.getLogger("sd_detr")
 
@@ -74,6 +77,13 @@ def setup(args):
         apply_custom_datasets(cfg, train=args.dataset_train, val=args.dataset_val)
     check_override_keys(cfg, args.opts)  # unknown keys and wrong types, before anything is built
     cfg = LazyConfig.apply_overrides(cfg, args.opts)
+    if not args.eval_only and comm.is_main_process():
+        # One run per folder, decided before default_setup writes config.yaml and log.txt into it: a second
+        # run stops at once (the lock is held until this process ends, a SIGKILL included), and a fresh run
+        # does not mix with another run's checkpoints and metrics.
+        lock_output_dir(cfg.train.output_dir)
+        if not args.resume:
+            check_fresh_output_dir(cfg.train.output_dir, args.overwrite, keep=[cfg.train.init_checkpoint])
     default_setup(cfg, args)
     setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="sd_detr")
     return cfg
@@ -93,7 +103,7 @@ def main(args):
             logger.handle(record)
     if args.eval_only:
         return do_eval_only(cfg)
-    do_train(cfg, resume=args.resume)
+    do_train(cfg, resume=args.resume, overwrite=args.overwrite)
 
 
 def get_parser():
@@ -104,6 +114,11 @@ def get_parser():
                              "(model and criterion num_classes follow its categories)")
     parser.add_argument("--dataset-val", metavar="JSON:IMAGES", default=None,
                         help="evaluate on own COCO-format data (same categories as --dataset-train)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start a fresh run (no --resume) in a train.output_dir that holds another run's "
+                             "checkpoints or metrics.json: delete them (last_checkpoint, model_*.pth, "
+                             "metrics.json, final_evaluation.json, TensorBoard events) first. Without it such "
+                             "a run refuses to start")
     return parser
 
 

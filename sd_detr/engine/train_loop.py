@@ -17,9 +17,14 @@ from detectron2.utils.events import CommonMetricPrinter, EventStorage, JSONWrite
 from detectron2.utils.file_io import PathManager
 
 from ..checkpoint import DETRCheckpointer
+from ..checkpoint.checkpointer import estimate_saved_bytes
 from ..data.custom import apply_custom_datasets
 from ..data.checks import check_inputs_before_training
 from .distributed import create_ddp_model
+from .output_dir import (
+    check_fresh_output_dir, clear_final_evaluation, final_evaluation_done, lock_output_dir, record_final_evaluation,
+    unlock_output_dir,
+)
 from .trainer import DETRTrainer
 from .accel import optimize_for_cpu
 
@@ -59,16 +64,34 @@ def build_model(cfg):
     return model
 
 
-def do_train(cfg, resume: bool = False):
+def do_train(cfg, resume: bool = False, overwrite: bool = False):
     """Train ``cfg.model``; with ``resume`` continue from ``output_dir/last_checkpoint`` (model, optimizer,
     scheduler and iteration), else start from ``train.init_checkpoint``. Returns the trainer.
 
     With ``resume``, the rows of ``metrics.json`` past the checkpoint's iteration (logged by a run killed
-    after it) are removed first, so the file holds each iteration once."""
+    after it) are removed first, so the file holds each iteration once; a run that reached ``max_iter`` but
+    whose final evaluation did not finish (killed, or the test set failed) runs the evaluation.
+
+    One run per folder: the main process holds ``output_dir/train.lock`` while it runs (a second run fails at
+    once), and a fresh run (no ``resume``) refuses a folder that holds another run's checkpoints or metrics
+    unless ``overwrite`` (then those files are deleted first). Checkpoints are written atomically
+    (:meth:`DETRCheckpointer.save`), and a non-finite loss or gradient stops the run before the optimizer
+    steps (:class:`DETRTrainer`)."""
     apply_custom_datasets(cfg)  # own data set in cfg.dataloader.custom (configs/common/data/custom_coco.py)
     check_inputs_before_training(cfg)  # max_iter, classes, the test set's up-front checks (issue 22)
     if comm.is_main_process():  # default_setup makes it in the tools; called from Python, the writers need it
         PathManager.mkdirs(cfg.train.output_dir)
+        lock_output_dir(cfg.train.output_dir)  # re-entrant: the tool took it already, before default_setup
+    try:
+        if comm.is_main_process() and not resume:
+            check_fresh_output_dir(cfg.train.output_dir, overwrite, keep=[cfg.train.init_checkpoint])
+        return _train(cfg, resume)
+    finally:
+        if comm.is_main_process():
+            unlock_output_dir(cfg.train.output_dir)
+
+
+def _train(cfg, resume: bool):
     model = build_model(cfg)
     logger.info("Model:\n%s", model)
     cfg.optimizer.params.model = model
@@ -86,17 +109,39 @@ def do_train(cfg, resume: bool = False):
     # A run's own last checkpoint must fit exactly; init weights (e.g. an ImageNet backbone) need not.
     checkpointer.strict = resume and checkpointer.has_checkpoint()
     # the hooks with state (LR scheduler) must be registered before the checkpoint restores them
+    final = {}  # the last evaluation's results (EvalHook runs the final one in after_train)
+
+    def evaluate():
+        final["results"] = do_test(cfg, model)
+        return final["results"]
+
     trainer.register_hooks([
         hooks.IterationTimer(),
         hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
-        hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),
+        hooks.EvalHook(cfg.train.eval_period, evaluate),
     ])
     if resume and not checkpointer.has_checkpoint():
         logger.warning("--resume: no checkpoint in %s; starting from train.init_checkpoint", cfg.train.output_dir)
+    if comm.is_main_process():
+        checkpointer.remove_stale_temporary_files()  # left by a save that was killed; the lock is ours
+        # a full disk is an error now, not after the first period of training (the optimizer's state, empty
+        # before the first step, adds to this at the checkpoints, where it is checked again)
+        checkpointer.check_free_space(estimate_saved_bytes(model.state_dict()))
     checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=resume)
     start_iter = trainer.iter + 1 if resume and checkpointer.has_checkpoint() else 0
     if cfg.train.max_iter == 0:
         evaluate_initial_weights(cfg, model)
+        return trainer
+    metrics_file = os.path.join(cfg.train.output_dir, "metrics.json")
+    if start_iter == cfg.train.max_iter and not comm.all_gather(
+            final_evaluation_done(cfg.train.output_dir, cfg.train.max_iter))[0]:  # the main process's folder
+        # The final evaluation is part of the run: killed during it, or failed (e.g. an unreadable test
+        # image, since fixed), it runs now. A row of an evaluation killed before its record is dropped first.
+        logger.info("--resume: resumed at iteration %d = max_iter, but the final evaluation did not finish: "
+                    "running it now", start_iter)
+        if comm.is_main_process():
+            trim_metrics(metrics_file, start_iter)
+        evaluate_and_log(cfg, model, start_iter, final=True)
         return trainer
     if start_iter >= cfg.train.max_iter:
         logger.info("--resume: resumed at iteration %d %s max_iter (%d), nothing to train",
@@ -105,7 +150,9 @@ def do_train(cfg, resume: bool = False):
     if resume and comm.is_main_process():
         # A run killed after its last checkpoint logged iterations that are trained again now. (Not when
         # nothing is trained: a finished run's final evaluation row has iteration max_iter.)
-        trim_metrics(os.path.join(cfg.train.output_dir, "metrics.json"), start_iter)
+        trim_metrics(metrics_file, start_iter)
+    if comm.is_main_process():
+        clear_final_evaluation(cfg.train.output_dir)  # due again at the end of this training
     # Registered only now, after the resume (JSONWriter opens metrics.json for appending when it is built).
     # Order within a step: evaluation, then the writer (so a step's evaluation lands in its row), then the
     # checkpointer: a step is checkpointed only once its row is on disk, so a kill between the two can only
@@ -117,6 +164,9 @@ def do_train(cfg, resume: bool = False):
         hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if comm.is_main_process() else None,
     ])
     trainer.train(start_iter, cfg.train.max_iter)
+    if comm.is_main_process():  # the final evaluation's row is written (PeriodicWriter.after_train)
+        record_final_evaluation(cfg.train.output_dir, cfg.train.max_iter,
+                                _float_results(final.get("results") or {}))
     return trainer
 
 
@@ -162,14 +212,35 @@ def evaluate_initial_weights(cfg, model):
     """``train.max_iter=0``: nothing to train (Detectron2's LR scheduler cannot take 0 iterations), so
     evaluate the weights as loaded and log the results to metrics.json like a run's final evaluation;
     the tests use it for the chance level of the untrained model."""
+    return evaluate_and_log(cfg, model, 0)
+
+
+def evaluate_and_log(cfg, model, iteration: int, final: bool = False):
+    """Evaluate ``model`` (:func:`do_test`) and log the results to metrics.json as the row of
+    ``iteration``, as the EvalHook does; with ``final``, then record that the run's final evaluation
+    finished (``output_dir/final_evaluation.json``)."""
     results = do_test(cfg, model)
-    if comm.is_main_process() and results:
-        with EventStorage(0) as storage:
-            storage.put_scalars(**flatten_results_dict(results), smoothing_hint=False)
-            writer = JSONWriter(os.path.join(cfg.train.output_dir, "metrics.json"))
-            writer.write()
-            writer.close()
+    if comm.is_main_process():
+        if results:
+            with EventStorage(iteration) as storage:
+                storage.put_scalars(**flatten_results_dict(results), smoothing_hint=False)
+                writer = JSONWriter(os.path.join(cfg.train.output_dir, "metrics.json"))
+                writer.write()
+                writer.close()
+        if final:
+            record_final_evaluation(cfg.train.output_dir, iteration, _float_results(results or {}))
     return results
+
+
+def _float_results(results) -> dict:
+    """Flat ``{"bbox/AP": float, ...}`` of nested evaluation results (JSON-ready)."""
+    out = {}
+    for k, v in flatten_results_dict(results).items():
+        try:
+            out[k] = float(v)
+        except (TypeError, ValueError):
+            pass
+    return out
 
 
 def do_eval_only(cfg):

@@ -15,8 +15,8 @@ project is read through this module instead:
 A refused global raises :class:`UnsafeCheckpointError` naming the file and the global it asked for.
 """
 import _compat_pickle
-import collections
 import codecs
+import collections
 import pickle
 import re
 

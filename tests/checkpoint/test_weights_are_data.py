@@ -57,7 +57,8 @@ PAYLOADS = {"io.open": _OpenCreatesFile, "builtins.exec": _ExecCreatesFile}
 
 def _tool(name):
     """tools/NAME.py as a module (its main() runs in this process: no python + torch start-up per call)."""
-    spec = importlib.util.spec_from_file_location(f"_weights_are_data_{name}", os.path.join(REPO, "tools", f"{name}.py"))
+    path = os.path.join(REPO, "tools", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"_weights_are_data_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -45,11 +45,11 @@ def register(tmp_path):
         MetadataCatalog.remove(name)
 
 
-def _cfg(train_name, test_name, num_classes, max_iter=10):
+def _cfg(train_name, test_name, num_classes, max_iter=10, output_dir="unused"):
     """The parts of a training LazyConfig the check reads: a model with a literal num_classes and an
     interpolated one (as the project's models have), the train / test datasets, an evaluator."""
     cfg = OmegaConf.create()
-    cfg.train = {"max_iter": max_iter, "output_dir": "unused"}
+    cfg.train = {"max_iter": max_iter, "output_dir": str(output_dir)}
     cfg.model = {"num_classes": num_classes, "criterion": {"num_classes": "${..num_classes}"}}
     cfg.dataloader = {
         "train": {"dataset": L(get_detr_dataset_dicts)(names=train_name, filter_empty=False)},
@@ -68,7 +68,7 @@ def test_consistent_inputs_pass_and_a_wider_head_is_allowed(register):
     check_inputs_before_training(_cfg(train, test, num_classes=3, max_iter=0))
 
 
-def test_missing_val_image_is_an_error_before_the_model_is_built(register, monkeypatch):
+def test_missing_val_image_is_an_error_before_the_model_is_built(tmp_path, register, monkeypatch):
     """Catches the val set left unchecked until the first evaluation: a missing val image failed only at
     the final evaluation, after every iteration (issue 22). do_train must raise the dataset's error
     before it builds the model."""
@@ -81,7 +81,7 @@ def test_missing_val_image_is_an_error_before_the_model_is_built(register, monke
 
     monkeypatch.setattr(train_loop, "build_model", build_model)
     with pytest.raises(FileNotFoundError, match=r"1 of 3 image files are missing") as excinfo:
-        train_loop.do_train(_cfg(train, test, num_classes=1))
+        train_loop.do_train(_cfg(train, test, num_classes=1, output_dir=tmp_path / "run"))
     assert test in str(excinfo.value) and "1.png" in str(excinfo.value)
 
 

@@ -70,6 +70,8 @@ class Mutant:
 # ---------------------------------------------------------------------------- test selections
 T = "tests/modeling/"
 SD_WIRING = T + "test_sd_detr_wiring.py"
+HAND_LOSSES = T + "test_criterion_hand_computed.py"
+GRAD_REACH = T + "test_gradient_reach.py::test_every_trainable_parameter_gets_a_gradient_and_every_module_runs"
 BASE_WIRING = T + "test_baseline_wiring.py"
 DISENTANGLED = (SD_WIRING, T + "test_disentangled_decoder.py",
                 T + "test_sd_detr.py::test_class_head_reads_the_classification_branch_and_box_head_the_localisation_branch",
@@ -406,6 +408,47 @@ MUTANTS: List[Mutant] = [
            "by_iou = torch.sort(iou, stable=True).indices", CROSS_STAGE,
            "cross-stage assigner: a label brought by two ground truths keeps the worse-overlapping one's box",
            function="CrossStageAssigner.cross_stage"),
+    # -------------------------------------------------------------- the loss normaliser (issue 21: losses
+    # against hand-computed values; these two passed every earlier test: nothing ran with 2 workers or an empty batch)
+    Mutant("num_boxes_summed_over_workers", "sd_detr/modeling/criterion.py",
+           "return torch.clamp(n / comm.get_world_size(), min=1).item()", "return torch.clamp(n, min=1).item()",
+           (HAND_LOSSES + "::test_num_boxes_is_the_worker_average_of_the_ground_truths_at_least_one",),
+           "criterion: num_boxes summed over the workers instead of averaged (official: all_reduce / world size)",
+           function="SetCriterion.num_boxes"),
+    Mutant("num_boxes_unclamped", "sd_detr/modeling/criterion.py",
+           "return torch.clamp(n / comm.get_world_size(), min=1).item()", "return (n / comm.get_world_size()).item()",
+           (HAND_LOSSES + "::test_num_boxes_is_the_worker_average_of_the_ground_truths_at_least_one",),
+           "criterion: num_boxes not clamped at 1 (a batch without objects divides by 0)",
+           function="SetCriterion.num_boxes"),
+    # -------------------------------------------------------------- a module built but bypassed (issue 21): its
+    # parameters exist, are counted and saved, but another module does its work; the gradient-reach net kills them
+    Mutant("sd_loc_branch_uses_cls_ffn", "sd_detr/modeling/decoder/disentangled.py",
+           "out.append(self.ffn[b](tgt))", "out.append(self.ffn[0](tgt))",
+           (GRAD_REACH + "[projects/sd_detr/configs/sd_detr_r50_12ep.py]",),
+           "SD-DETR: both branches through the classification branch's FFN (the loc FFN built, never called)",
+           function="DisentangledDecoderLayer.forward"),
+    Mutant("sd_loc_branch_uses_cls_cross_attn", "sd_detr/modeling/decoder/disentangled.py",
+           "ca = self.cross_attn[b](tgt, mem.memory, mem.pos, spatial[b], key_padding_mask=mem.mask)",
+           "ca = self.cross_attn[0](tgt, mem.memory, mem.pos, spatial[b], key_padding_mask=mem.mask)",
+           (GRAD_REACH + "[projects/sd_detr/configs/sd_detr_r50_12ep.py]",),
+           "SD-DETR: both branches through the classification branch's cross-attention (the loc one bypassed)",
+           function="DisentangledDecoderLayer.forward"),
+    Mutant("cond_query_scale_computed_but_unused", "sd_detr/modeling/decoder/conditional.py",
+           "tgt = layer(tgt, query_pos, pos_embed * scale, mem, bias)", "tgt = layer(tgt, query_pos, pos_embed, mem, bias)",
+           (GRAD_REACH + "[projects/conditional_detr/configs/conditional_detr_r50_12ep.py]",),
+           "Conditional DETR: lambda_q computed (the MLP runs) but not applied to the spatial query",
+           function="ConditionalDecoder.forward"),
+    Mutant("smca_scale_head_bypassed", "sd_detr/modeling/decoder/smca.py",
+           "biases = [gaussian_log_weights(centers, scales, lvl.grid, self.beta) for lvl in levels]",
+           "biases = [gaussian_log_weights(centers, None, lvl.grid, self.beta) for lvl in levels]",
+           (GRAD_REACH + "[projects/smca_detr/configs/smca_detr_r50_12ep.py]",),
+           "SMCA-DETR: the predicted scales not used in the Gaussian map (the scale head runs, its output dropped)",
+           function="SMCADecoderLayer.forward"),
+    Mutant("dab_ref_anchor_head_detached", "sd_detr/modeling/decoder/dab.py",
+           "self.ref_anchor_head(tgt).sigmoid())", "self.ref_anchor_head(tgt).sigmoid().detach())",
+           (GRAD_REACH + "[projects/dab_detr/configs/dab_detr_r50_12ep.py]",),
+           "DAB-DETR: the width/height modulation head's output detached (the head never trains)",
+           function="DABDecoder.positional_queries"),
     # -------------------------------------------------------------- (new sections go here; every mutant names
     # the function it edits, see Mutant)
 ]

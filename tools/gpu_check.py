@@ -70,7 +70,8 @@ def plan(args, python=sys.executable):
                   f"train.checkpointer.period={n}", "train.log_period=10", "train.device=cuda"]
         for det in args.detectors:
             cfg = tiny_config(det)
-            base = [python, "tools/lazyconfig_train_net.py", "--config-file", cfg]
+            # --overwrite: a second check trains afresh in the folders of the first (issue 22)
+            base = [python, "tools/lazyconfig_train_net.py", "--config-file", cfg, "--overwrite"]
             out = os.path.join(args.output, "train", det)
             cmds.append(("train", f"{det} untrained", base + [f"train.output_dir={out}/untrained", "train.max_iter=0",
                                                              "train.device=cuda"],

@@ -339,7 +339,9 @@ def _train(label: str, output_dir: str, cmd: List[str], log) -> dict:
         if name.startswith("eval_") and os.path.isfile(stale):
             os.remove(stale)
     with open(os.path.join(output_dir, "run.log"), "w") as logf:
-        proc = subprocess.run(cmd, cwd=REPO, stdout=logf, stderr=subprocess.STDOUT)
+        # --overwrite: a rerun (or a run interrupted before its final evaluation) trains afresh in its folder,
+        # which holds the earlier run's checkpoints: the tool refuses that without the flag (issue 22)
+        proc = subprocess.run([*cmd[:2], "--overwrite", *cmd[2:]], cwd=REPO, stdout=logf, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
         raise RuntimeError(f"{label}: training failed (exit {proc.returncode}), see {output_dir}/run.log")
     result = final_eval(output_dir)

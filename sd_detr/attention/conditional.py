@@ -43,13 +43,14 @@ class ConditionalSelfAttention(nn.Module):
         self.v_proj = Linear(d_model, attn_dim)
         self.out_proj = Linear(attn_dim, d_model)
         nn.init.constant_(self.out_proj.bias, 0.0)
+        self.value_padding = False  # this module's own switch, set by optimize_for_cpu (engine/accel.py)
 
     def forward(self, x: Tensor, pos: Tensor, attn_mask: Optional[Tensor] = None) -> Tensor:
         q = self.qcontent_proj(x) + self.qpos_proj(pos)
         k = self.kcontent_proj(x) + self.kpos_proj(pos)
         out, _ = multi_head_attention(
             q, k, self.v_proj(x), self.nhead, attn_bias=attn_mask,
-            dropout_p=self.dropout if self.training else 0.0,
+            dropout_p=self.dropout if self.training else 0.0, pad_values=self.value_padding,
         )
         return self.out_proj(out)
 
@@ -83,6 +84,7 @@ class ConditionalCrossAttention(nn.Module):
         nn.init.constant_(self.out_proj.bias, 0.0)
         self.record_attention = False
         self.last_attention = None
+        self.value_padding = False  # this module's own switch, set by optimize_for_cpu (engine/accel.py)
 
     def forward(
         self,
@@ -116,7 +118,7 @@ class ConditionalCrossAttention(nn.Module):
             q, k, self.v_proj(memory), h,
             key_padding_mask=key_padding_mask, attn_bias=attn_bias,
             dropout_p=self.dropout if self.training else 0.0,
-            need_weights=self.record_attention,
+            need_weights=self.record_attention, pad_values=self.value_padding,
         )
         if self.record_attention:
             self.last_attention = {

@@ -26,22 +26,7 @@ def _additive_mask(key_padding_mask: Optional[Tensor], attn_bias: Optional[Tenso
     return attn_bias.to(dtype).masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
 
 
-_VALUE_PADDING = False  # set by optimize_for_cpu (sd_detr/engine/accel.py)
-
-
-def set_value_padding(enabled: bool) -> bool:
-    """Zero-pad narrow value heads for SDPA's fused CPU kernel (see :func:`_pad_values_for_fused_kernel`);
-    returns the previous setting. Off by default; :func:`sd_detr.engine.accel.optimize_for_cpu` turns it on."""
-    global _VALUE_PADDING
-    previous, _VALUE_PADDING = _VALUE_PADDING, bool(enabled)
-    return previous
-
-
-def value_padding_enabled() -> bool:
-    return _VALUE_PADDING
-
-
-def _pad_values_for_fused_kernel(qh: Tensor, vh: Tensor, dropout_p: float) -> bool:
+def _pad_values_for_fused_kernel(qh: Tensor, vh: Tensor, dropout_p: float, enabled: bool) -> bool:
     """Whether to zero-pad the values to the query/key head width before SDPA.
 
     PyTorch's fused CPU (flash) kernel needs one head width for q, k and v; Conditional DETR's
@@ -51,10 +36,20 @@ def _pad_values_for_fused_kernel(qh: Tensor, vh: Tensor, dropout_p: float) -> bo
     of Conditional DETR-R50 at 800x1216 runs ~1.5x faster on 2 CPU threads (7.3 -> 4.3-4.8 ms a call;
     docs/benchmarks.md). Not done when tracing (fvcore counts the model's FLOPs, not the padding), with
     dropout (the fused CPU kernel has none, so nothing is gained), on CUDA (its memory-efficient kernel
-    takes unequal widths), under ``torch.compile``, or unless switched on (:func:`set_value_padding`).
+    takes unequal widths), under ``torch.compile``, or unless the caller asks for it (``enabled``: the
+    ``value_padding`` attribute of the attention module, which :func:`sd_detr.engine.accel.optimize_for_cpu`
+    sets on the modules of its model; off by default).
     """
-    return (_VALUE_PADDING and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+    return (enabled and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
             and vh.shape[-1] < qh.shape[-1] and dropout_p == 0.0 and qh.device.type == "cpu")
+
+
+def _sdpa_with_padded_values(qh: Tensor, kh: Tensor, vh: Tensor, mask: Optional[Tensor], dropout_p: float) -> Tensor:
+    """SDPA with the values [B, H, Nk, Dv] zero-padded to the query/key width and the padding sliced off
+    again: [B, H, Nq, Dv]."""
+    dv = vh.shape[-1]
+    vh = F.pad(vh, (0, qh.shape[-1] - dv))
+    return F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask, dropout_p=dropout_p)[..., :dv]
 
 
 def multi_head_attention(
@@ -66,6 +61,7 @@ def multi_head_attention(
     attn_bias: Optional[Tensor] = None,
     dropout_p: float = 0.0,
     need_weights: bool = False,
+    pad_values: bool = False,
 ) -> Tuple[Tensor, Optional[Tensor]]:
     """Scaled dot-product attention over already projected inputs.
 
@@ -76,6 +72,8 @@ def multi_head_attention(
             (SMCA's log Gaussian map).
         dropout_p: dropout on the attention weights (pass 0 in eval).
         need_weights: also return the softmax weights [B, H, Nq, Nk].
+        pad_values: allow the value padding of :func:`_pad_values_for_fused_kernel` (same result; the
+            caller's own ``value_padding`` attribute, so that it is per model, never process-wide).
 
     Logits are scaled by 1 / sqrt(Dk), Dk the per-head query/key width (so Conditional DETR's
     concatenated 2 x 32-d content/spatial heads get 1/8, as in the official code).
@@ -86,10 +84,10 @@ def multi_head_attention(
     qh, kh, vh = split_heads(q, num_heads), split_heads(k, num_heads), split_heads(v, num_heads)
     mask = _additive_mask(key_padding_mask, attn_bias, q.dtype)
     if not need_weights:
-        dv = vh.shape[-1]
-        if _pad_values_for_fused_kernel(qh, vh, dropout_p):
-            vh = F.pad(vh, (0, qh.shape[-1] - dv))
-        out = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask, dropout_p=dropout_p)[..., :dv]
+        if _pad_values_for_fused_kernel(qh, vh, dropout_p, pad_values):
+            out = _sdpa_with_padded_values(qh, kh, vh, mask, dropout_p)
+        else:
+            out = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask, dropout_p=dropout_p)
         weights = None
     else:
         logits = (qh @ kh.transpose(-2, -1)) * qh.shape[-1] ** -0.5

@@ -36,15 +36,19 @@ class MultiheadAttention(nn.Module):
         nn.init.zeros_(self.out_proj.bias)
         self.record_attention = False
         self.last_attention = None
+        self.value_padding = False  # this module's own switch, set by optimize_for_cpu (engine/accel.py)
+        self.onednn_linear = False  # the in-projections' (out_proj is a Linear with its own flag)
 
     def forward(self, query: Tensor, key: Tensor, value: Tensor, key_padding_mask: Optional[Tensor] = None,
                 attn_bias: Optional[Tensor] = None) -> Tensor:
         w_q, w_k, w_v = self.in_proj_weight.chunk(3)
         b_q, b_k, b_v = self.in_proj_bias.chunk(3)
         out, weights = multi_head_attention(
-            linear(query, w_q, b_q), linear(key, w_k, b_k), linear(value, w_v, b_v), self.nhead,
+            linear(query, w_q, b_q, self.onednn_linear), linear(key, w_k, b_k, self.onednn_linear),
+            linear(value, w_v, b_v, self.onednn_linear), self.nhead,
             key_padding_mask=key_padding_mask, attn_bias=attn_bias,
             dropout_p=self.dropout if self.training else 0.0, need_weights=self.record_attention,
+            pad_values=self.value_padding,
         )
         if self.record_attention:
             self.last_attention = weights

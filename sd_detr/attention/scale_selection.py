@@ -46,6 +46,7 @@ class ScaleSelectionAttention(nn.Module):
         self.v_projs = nn.ModuleList(Linear(d_model, d_model) for _ in range(num_levels))
         self.out_proj = Linear(d_model, d_model)
         nn.init.zeros_(self.out_proj.bias)
+        self.value_padding = False  # this module's own switch, set by optimize_for_cpu (engine/accel.py)
 
     def forward(self, query: Tensor, keys: Sequence[Tensor], values: Sequence[Tensor], scale_weights: Tensor,
                 key_padding_masks: Optional[Sequence[Optional[Tensor]]] = None,
@@ -62,7 +63,7 @@ class ScaleSelectionAttention(nn.Module):
             o_j, _ = multi_head_attention(
                 q, self.k_projs[j](keys[j]), self.v_projs[j](values[j]), self.nhead,
                 key_padding_mask=masks[j], attn_bias=biases[j],
-                dropout_p=self.dropout if self.training else 0.0,
+                dropout_p=self.dropout if self.training else 0.0, pad_values=self.value_padding,
             )
             # alpha scales the softmax of level j, so it scales that level's output (Eq. 8)
             out = out + scale_weights[..., j:j + 1] * o_j

@@ -6,7 +6,7 @@ from .box_ops import (
     generalized_box_iou,
     inverse_sigmoid,
 )
-from .linear import Linear, linear, onednn_linear_enabled, set_onednn_linear
+from .linear import Linear, linear
 from .mlp import FFN, MLP, get_activation
 from .position_encoding import PositionEmbeddingSine, sine_embedding
 

@@ -10,7 +10,9 @@ row-major ``[..., C_in]`` input (no copy; a transposed input is copied), so it i
 
 Used for every linear layer of the project's transformers, but off by default: the layers are then
 ``F.linear`` exactly, and :func:`sd_detr.engine.accel.optimize_for_cpu` (which the tools call on the
-models they build) switches it on. GPU tensors, other dtypes, empty inputs, tracing (fvcore counts
+models they build) switches it on for the layers of that model only: the switch is each layer's own
+``onednn_linear`` attribute (issue 23), never process-wide, so that another model in the same process
+keeps its plain path. GPU tensors, other dtypes, empty inputs, tracing (fvcore counts
 ``aten::linear``), scripting and ``torch.compile`` take ``F.linear`` in any case.
 """
 from typing import Optional
@@ -19,27 +21,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-_ENABLED = False  # set by optimize_for_cpu (sd_detr/engine/accel.py); nothing is read at import
 
+def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, onednn: bool = False) -> Tensor:
+    """``F.linear(x, weight, bias)``: x [..., C_in], weight [C_out, C_in], bias [C_out] -> [..., C_out].
 
-def set_onednn_linear(enabled: bool) -> bool:
-    """Route CPU float32 linear layers through oneDNN (True) or ``F.linear`` (False); returns the
-    previous setting."""
-    global _ENABLED
-    previous, _ENABLED = _ENABLED, bool(enabled)
-    return previous
-
-
-def onednn_linear_enabled() -> bool:
-    return _ENABLED
-
-
-def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
-    """``F.linear(x, weight, bias)``: x [..., C_in], weight [C_out, C_in], bias [C_out] -> [..., C_out]."""
-    if (not _ENABLED or x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32
-            or x.dim() == 0 or weight.dim() != 2 or x.numel() == 0 or torch.jit.is_tracing() or torch.jit.is_scripting()
-            or torch.compiler.is_compiling() or not torch.backends.mkldnn.is_available()):
+    ``onednn=True`` (the caller's own flag, e.g. :attr:`Linear.onednn_linear`) runs CPU float32 inputs as a
+    1x1 convolution (:func:`_linear_as_conv`); everything else, and ``onednn=False``, is ``F.linear``."""
+    # tracing, scripting and compiling first: the shape tests below would warn under the tracer
+    if (not onednn or torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()
+            or x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32
+            or x.dim() == 0 or weight.dim() != 2 or x.numel() == 0 or not torch.backends.mkldnn.is_available()):
         return F.linear(x, weight, bias)
+    return _linear_as_conv(x, weight, bias)
+
+
+def _linear_as_conv(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+    """The oneDNN path of :func:`linear` (CPU float32, non-empty x [..., C_in]) -> [..., C_out], row-major."""
     c_out, c_in = weight.shape
     lead = x.shape[:-1]
     # [1, C_in, M, 1] in channels-last memory: a view of a row-major input; a transposed input (whose
@@ -51,7 +48,12 @@ def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
 
 class Linear(nn.Linear):
     """:class:`torch.nn.Linear` (same parameters, initialisation and state dict) computed by
-    :func:`linear`."""
+    :func:`linear`, on oneDNN when this layer's ``onednn_linear`` is set (a plain attribute, not in the
+    state dict; :func:`sd_detr.engine.accel.optimize_for_cpu` sets it on the layers of its model)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.onednn_linear = False
 
     def forward(self, x: Tensor) -> Tensor:
-        return linear(x, self.weight, self.bias)
+        return linear(x, self.weight, self.bias, onednn=self.onednn_linear)

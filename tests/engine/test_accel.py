@@ -1,18 +1,21 @@
-"""sd_detr/engine/accel.py: the CPU speed-ups are applied from outside the model, by the tools, and
-change neither the state dict nor the outputs (issue 12)."""
-import subprocess
-import sys
+"""sd_detr/engine/accel.py: the CPU speed-ups are applied from outside the model, by the tools, change
+neither the state dict nor the outputs (issue 12), and are state of the model they were applied to, not
+of the process (issue 23)."""
+import copy
+import importlib
 
 import pytest
 import torch
 import torch.nn.functional as F
 from detectron2.config import LazyConfig, instantiate
 
-from sd_detr.attention.core import value_padding_enabled
 from sd_detr.engine.accel import optimize_for_cpu
-from sd_detr.layers.linear import onednn_linear_enabled
 
 from ..utils import REPO, random_batch
+
+# by module path: ``sd_detr.layers.linear`` as an attribute is the function the package re-exports
+linear_module = importlib.import_module("sd_detr.layers.linear")
+attention_core = importlib.import_module("sd_detr.attention.core")
 
 TINY = {
     "conditional": "projects/conditional_detr/configs/conditional_detr_tiny_synthetic.py",
@@ -30,15 +33,21 @@ def _build(name):
     return model
 
 
+def _flags(model, name):
+    """The values of the per-module switch ``name`` over ``model``'s modules (those that carry it)."""
+    return [getattr(m, name) for m in model.modules() if isinstance(getattr(m, name, None), bool)]
+
+
+def _switched(model, on):
+    return all(f is on for name in ("onednn_linear", "value_padding") for f in _flags(model, name))
+
+
 def test_the_model_code_is_plain_pytorch_until_a_tool_applies_the_speed_ups():
-    """Bug caught: a speed-up switched on at import (an environment variable read by the model code)
-    or by the constructor."""
-    code = ("import sd_detr, sd_detr.modeling; from sd_detr.layers.linear import onednn_linear_enabled; "
-            "from sd_detr.attention.core import value_padding_enabled; "
-            "print(onednn_linear_enabled(), value_padding_enabled())")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
-    assert out.stdout.split() == ["False", "False"]
+    """Bug caught: a speed-up switched on by the constructor (or an environment variable read by the
+    model code), or a model whose layers carry no switch at all (optimize_for_cpu would do nothing)."""
     model = _build("conditional")
+    assert len(_flags(model, "onednn_linear")) > 10 and len(_flags(model, "value_padding")) >= 2
+    assert _switched(model, False)
     assert not model.channels_last and model.backbone.stem.conv1.weight.is_contiguous()
 
 
@@ -46,7 +55,7 @@ def test_optimize_for_cpu_switches_every_speed_up_on_and_the_environment_or_argu
     """Bug caught: one of the three not applied, or SD_DETR_CPU_ACCEL=0 / the keyword ignored."""
     model = _build("conditional")
     assert optimize_for_cpu(model) == {"onednn_linear": True, "value_padding": True, "channels_last": True}
-    assert onednn_linear_enabled() and value_padding_enabled() and model.channels_last
+    assert _switched(model, True) and model.channels_last
     conv = model.backbone.stem.conv1.weight
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
     assert model.input_proj.weight.is_contiguous(memory_format=torch.channels_last)
@@ -54,10 +63,11 @@ def test_optimize_for_cpu_switches_every_speed_up_on_and_the_environment_or_argu
     assert not model.channels_last and model.backbone.stem.conv1.weight.is_contiguous()
     monkeypatch.setenv("SD_DETR_CPU_ACCEL", "0")
     assert optimize_for_cpu(model) == {"onednn_linear": False, "value_padding": False, "channels_last": False}
-    assert not onednn_linear_enabled() and not value_padding_enabled()
+    assert _switched(model, False)
     monkeypatch.setenv("SD_DETR_CPU_ACCEL", "1")
     monkeypatch.setenv("SD_DETR_ONEDNN_LINEAR", "0")
-    assert optimize_for_cpu(model)["onednn_linear"] is False and value_padding_enabled()
+    assert optimize_for_cpu(model)["onednn_linear"] is False
+    assert not any(_flags(model, "onednn_linear")) and all(_flags(model, "value_padding"))
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
@@ -86,10 +96,49 @@ def test_the_speed_ups_are_on_the_paths_the_tools_take(monkeypatch):
 
     cfg = LazyConfig.load(f"{REPO}/{TINY['conditional']}")
     model = build_model(cfg)
-    assert model.channels_last and onednn_linear_enabled() and value_padding_enabled()
+    assert model.channels_last and _switched(model, True)
     calls = []
     monkeypatch.setattr(F, "conv2d", lambda *a, **k: calls.append(a[1].shape) or torch.ops.aten.conv2d(*a, **k))
     with torch.no_grad():
         model.eval()(random_batch(5, with_instances=False))
     # the class head (Linear 64 -> 5) ran as a 1x1 convolution
     assert any(tuple(s) == (5, 64, 1, 1) for s in calls)
+
+
+def _count_fast_kernels(monkeypatch):
+    """Count the calls of the two fast kernels (the oneDNN linear, the padded-value attention)."""
+    calls = {"linear": 0, "padding": 0}
+
+    def spy(key, fn):
+        def counted(*args, **kwargs):
+            calls[key] += 1
+            return fn(*args, **kwargs)
+        return counted
+
+    monkeypatch.setattr(linear_module, "_linear_as_conv", spy("linear", linear_module._linear_as_conv))
+    monkeypatch.setattr(attention_core, "_sdpa_with_padded_values",
+                        spy("padding", attention_core._sdpa_with_padded_values))
+    return calls
+
+
+def test_applying_the_speed_ups_to_one_model_leaves_another_model_in_the_process_plain(monkeypatch):
+    """Bug caught: a process-wide switch (a module-level flag, or a class attribute of Linear / the
+    attention modules) set by optimize_for_cpu, so that a model it was never applied to (built before
+    or after) runs the oneDNN linear and the padded attention too (issue 23)."""
+    before = _build("conditional").eval()
+    fast = _build("conditional").eval()
+    assert optimize_for_cpu(fast) == {"onednn_linear": True, "value_padding": True, "channels_last": True}
+    after = _build("conditional").eval()
+    for plain in (before, after):
+        assert _switched(plain, False) and not plain.channels_last
+    assert _switched(fast, True) and _switched(copy.deepcopy(fast), True)  # e.g. an EMA copy keeps them
+    calls = _count_fast_kernels(monkeypatch)
+    batch = random_batch(5, with_instances=False)
+    with torch.no_grad():
+        for plain in (before, after):
+            plain.forward_outputs(batch)
+        assert calls == {"linear": 0, "padding": 0}
+        fast.forward_outputs(batch)
+    assert calls["linear"] > 0 and calls["padding"] > 0
+    optimize_for_cpu(fast, onednn_linear=False, value_padding=False)  # and switched off again per model
+    assert _switched(fast, False)

@@ -20,16 +20,3 @@ def synthetic_env(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("synthetic_full")
     return dict(os.environ, SD_DETR_SYNTHETIC_ROOT=str(root), PYTHONWARNINGS="ignore")
-
-
-@pytest.fixture(autouse=True)
-def _restore_cpu_accel_switches():
-    """Tests that build models through the tools (``optimize_for_cpu``) switch the process-wide oneDNN
-    linear and value padding on; restore them so that no test depends on the order the tests run in."""
-    from sd_detr.attention.core import set_value_padding, value_padding_enabled
-    from sd_detr.layers.linear import onednn_linear_enabled, set_onednn_linear
-
-    linear, padding = onednn_linear_enabled(), value_padding_enabled()
-    yield
-    set_onednn_linear(linear)
-    set_value_padding(padding)

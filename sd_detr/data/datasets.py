@@ -32,6 +32,8 @@ from detectron2.structures import BoxMode
 from PIL import Image
 from tqdm import tqdm
 
+from .synthetic import ensure_dataset_files
+
 __all__ = ["get_detr_dataset_dicts", "CHECK_IMAGES_MODES"]
 
 logger = logging.getLogger(__name__)
@@ -68,6 +70,7 @@ def _load_one(
             f"Dataset '{name}' is not registered! Available datasets are: "
             f"{', '.join(DatasetCatalog.list())}"
         )
+    ensure_dataset_files(name)  # a synthetic split is generated here on first use, before the checks read it
     json_file = MetadataCatalog.get(name).get("json_file")
     if json_file is not None and "://" not in str(json_file) and not os.path.isfile(json_file):
         if name.startswith("sd_detr_synthetic"):

@@ -53,6 +53,7 @@ __all__ = [
     "SYNTHETIC_VAL_SHIFT_NAME",
     "SYNTHETIC_VAL_SHIFT_OBJECTS_NAME",
     "default_synthetic_root",
+    "ensure_dataset_files",
     "generate_synthetic_dataset",
     "is_generated",
     "register_synthetic_dataset",
@@ -648,47 +649,99 @@ def _check_generation_args(root: str, gen_kwargs: Dict[str, Any]) -> None:
             )
 
 
+class _SyntheticSplitLoader:
+    """The ``DatasetCatalog`` loader of one synthetic split: on call it generates the dataset's missing
+    splits (:meth:`ensure_files`), then loads the split's COCO JSON as the loader of
+    ``register_coco_instances`` does (``load_coco_json(json_file, image_root, name)``).
+
+    Registering one writes nothing; the data are made where they are first needed. Code that reads the
+    files through the metadata's ``json_file`` / ``image_root`` instead (COCOEvaluator, the up-front checks
+    of :func:`~sd_detr.data.get_detr_dataset_dicts`) calls :func:`ensure_dataset_files` first.
+    """
+
+    def __init__(self, name: str, root: str, split: str, generate: bool, gen_kwargs: Dict[str, Any]):
+        self.name, self.root, self.split = name, root, split
+        self.generate, self.gen_kwargs = generate, dict(gen_kwargs)
+        self.json_file, self.image_root = synthetic_paths(root, split)
+
+    def _key(self) -> Tuple[Any, ...]:
+        return (self.name, self.root, self.split, self.generate, sorted(self.gen_kwargs.items()))
+
+    def ensure_files(self) -> None:
+        """Generate the missing splits (under the lock of :func:`_ensure_generated`, with its progress bar)
+        if this split is missing and ``generate`` is set; a stat of one file when it exists."""
+        if self.generate and not is_generated(self.root, (self.split,)):
+            _ensure_generated(self.root, **self.gen_kwargs)
+
+    def __call__(self) -> List[Dict[str, Any]]:
+        from detectron2.data.datasets import load_coco_json
+
+        self.ensure_files()
+        return load_coco_json(self.json_file, self.image_root, self.name)
+
+
+def ensure_dataset_files(name: str) -> None:
+    """Make the files of the registered dataset ``name`` exist before they are read other than through its
+    ``DatasetCatalog`` loader (through the metadata's ``json_file``, as COCOEvaluator and the up-front JSON
+    check of :func:`~sd_detr.data.get_detr_dataset_dicts` do): a synthetic split registered with
+    ``generate=True`` is generated now if missing. A no-op for other datasets and unregistered names."""
+    from detectron2.data import DatasetCatalog
+
+    if not isinstance(name, str) or name not in DatasetCatalog:
+        return
+    ensure = getattr(DatasetCatalog[name], "ensure_files", None)  # [name]: the loader, not its records
+    if callable(ensure):
+        ensure()
+
+
 def register_synthetic_dataset(
     root: Optional[str] = None, generate: bool = True, **gen_kwargs
 ) -> Tuple[str, str]:
     """Register the synthetic splits as ``"sd_detr_synthetic_train"``, ``"sd_detr_synthetic_val"``,
     ``"sd_detr_synthetic_val_shift"`` (:data:`SYNTHETIC_VAL_SHIFT_NAME`, the domain-shifted
     validation split) and its one-change twins ``"sd_detr_synthetic_val_shift_objects"`` and
-    ``"sd_detr_synthetic_val_shift_background"``.
+    ``"sd_detr_synthetic_val_shift_background"``, with the metadata of ``register_coco_instances``
+    (``json_file``, ``image_root``, ``evaluator_type="coco"``) plus ``thing_classes`` and ``domain``.
 
-    Cheap when the data exist, so it may be called when a config is imported.
+    Writes nothing (no data, no lock file), so it is called when a config is imported: the data are
+    generated where they are first needed, i.e. when a split is loaded (``DatasetCatalog.get``) or
+    :func:`ensure_dataset_files` is called for it (COCOEvaluator through
+    :func:`~sd_detr.evaluation.build_coco_evaluator`, :func:`~sd_detr.data.get_detr_dataset_dicts`).
 
     Args:
         root: dataset directory; default :func:`default_synthetic_root`.
-        generate: generate the data if they are missing (guarded by a lock file ``root + ".lock"``
-            against concurrent generation by several processes). If False, the datasets are only
-            registered; loading them fails until the data exist.
+        generate: generate the data on first use if they are missing (all missing splits at once, guarded
+            by a lock file ``root + ".lock"`` against concurrent generation by several processes). If
+            False, loading a missing split fails with a message naming tools/make_synthetic_dataset.py.
         gen_kwargs: forwarded to :func:`generate_synthetic_dataset` (``num_train``, ``num_val``,
             ``seed``, ``min_size``, ``max_size``, ``progress``, ``num_val_shift``). Only used
-            when generating; only missing splits are generated.
+            when generating; only missing splits are generated. Where the data exist already and differ
+            from them, a warning says so (the existing data are used).
 
     Returns:
         (train_name, val_name); the shifted splits always have the names above.
     """
     from detectron2.data import DatasetCatalog, MetadataCatalog
-    from detectron2.data.datasets import register_coco_instances
 
     root = os.path.abspath(root if root is not None else default_synthetic_root())
-    if generate:
-        was_generated = is_generated(root)
-        _ensure_generated(root, **gen_kwargs)
-        if was_generated and gen_kwargs:
-            _check_generation_args(root, gen_kwargs)
+    if generate and gen_kwargs and is_generated(root):
+        _check_generation_args(root, gen_kwargs)  # reads the existing JSON info only
 
     for split, name in _SPLIT_NAMES.items():
-        json_file, image_root = synthetic_paths(root, split)
+        loader = _SyntheticSplitLoader(name, root, split, generate, gen_kwargs)
         if name in DatasetCatalog.list():
-            if MetadataCatalog.get(name).get("json_file") == json_file:
-                continue  # already registered with the same root
+            old = DatasetCatalog[name]
+            if isinstance(old, _SyntheticSplitLoader) and old._key() == loader._key():
+                continue  # already registered the same way: keep the loader (and its loaded metadata)
             DatasetCatalog.remove(name)
+        if name in MetadataCatalog.list():  # (stale metadata would make .set below fail)
             MetadataCatalog.remove(name)
-        register_coco_instances(name, {}, json_file, image_root)
+        DatasetCatalog.register(name, loader)
         MetadataCatalog.get(name).set(
-            thing_classes=list(SYNTHETIC_CLASSES), domain=SYNTHETIC_SPLIT_DOMAINS[split]
+            json_file=loader.json_file,
+            image_root=loader.image_root,
+            evaluator_type="coco",
+            thing_classes=list(SYNTHETIC_CLASSES),
+            domain=SYNTHETIC_SPLIT_DOMAINS[split],
         )
     return SYNTHETIC_TRAIN_NAME, SYNTHETIC_VAL_NAME

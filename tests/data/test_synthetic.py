@@ -200,18 +200,95 @@ def test_register_registers_both_splits_and_second_call_is_a_noop(synthetic_root
     assert {n: DatasetCatalog[n] for n in names} == loaders  # same loader functions: not redone
 
 
-def test_register_generates_missing_data_and_reregisters_a_new_root(tmp_path, synthetic_root):
+def test_register_generates_missing_data_on_first_load_and_reregisters_a_new_root(tmp_path, synthetic_root):
+    """Registering a new root points the catalog at it and writes nothing; the first load generates the
+    data with the registration's arguments (catches gen_kwargs dropped: 320 train images, not 3)."""
     new_root = str(tmp_path / "new")
     try:
         train, val = register_synthetic_dataset(new_root, num_train=3, num_val=2, progress=False)
-        assert is_generated(new_root)
-        assert os.path.isfile(new_root + ".lock")
+        assert os.listdir(tmp_path) == []
         assert MetadataCatalog.get(train).json_file == synthetic_paths(new_root, "train")[0]
         assert len(DatasetCatalog.get(train)) == 3 and len(DatasetCatalog.get(val)) == 2
+        assert is_generated(new_root)
+        assert os.path.isfile(new_root + ".lock")
         assert MetadataCatalog.get(val).thing_classes == list(SYNTHETIC_CLASSES)
     finally:  # leave the catalog pointing to the shared fixture data for other tests
         register_synthetic_dataset(synthetic_root)
     assert len(DatasetCatalog.get(train)) == 12
+
+
+# ------------------------------------------------------------------------------------------------
+# Generated where first needed, never when a config is loaded (issue 23)
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture
+def small_default_generation(monkeypatch, tmp_path):
+    """The config registers with no generation arguments (320 train / 80 val images by default, ~20 s):
+    make every generation small (3 train, 2 val and 2 per shifted split) and count the calls."""
+    calls = []
+    original = synthetic.generate_synthetic_dataset
+
+    def small(root, **kwargs):
+        calls.append(kwargs.get("splits"))
+        return original(root, **{"num_train": 3, "num_val": 2, "progress": False, **kwargs})
+
+    monkeypatch.setattr(synthetic, "generate_synthetic_dataset", small)
+    return calls
+
+
+def test_loading_a_config_writes_nothing_and_the_first_load_of_a_split_generates_once(
+        tmp_path, monkeypatch, synthetic_root, small_default_generation):
+    """LazyConfig.load of the data config and of a tiny project config creates no file under (or beside: the
+    lock) $SD_DETR_SYNTHETIC_ROOT; DatasetCatalog.get generates the data once and loads them, a second get
+    reads them again without regenerating. Catches the generation put back at registration (files after the
+    load) and a loader that regenerates on every call (second call, new mtime)."""
+    from detectron2.config import LazyConfig
+
+    root = tmp_path / "syn"
+    monkeypatch.setenv("SD_DETR_SYNTHETIC_ROOT", str(root))
+    try:
+        LazyConfig.load(os.path.join(REPO_ROOT, "configs", "common", "data", "synthetic.py"))
+        LazyConfig.load(os.path.join(REPO_ROOT, "projects", "conditional_detr", "configs",
+                                     "conditional_detr_tiny_synthetic.py"))
+        assert os.listdir(tmp_path) == []  # no data, no folder, no lock file
+        assert MetadataCatalog.get("sd_detr_synthetic_val").json_file == synthetic_paths(str(root), "val")[0]
+        assert MetadataCatalog.get("sd_detr_synthetic_val").thing_classes == list(SYNTHETIC_CLASSES)
+        assert small_default_generation == []
+
+        records = DatasetCatalog.get("sd_detr_synthetic_val")
+        assert len(records) == 2 and all(os.path.isfile(r["file_name"]) for r in records)
+        assert [r["annotations"] for r in records] == [r["annotations"] for r in get_detr_dataset_dicts(
+            "sd_detr_synthetic_val", filter_empty=False)]
+        assert is_generated(str(root)) and len(small_default_generation) == 1  # every split, at once
+        mtime = os.path.getmtime(synthetic_paths(str(root), "val")[0])
+        assert len(DatasetCatalog.get("sd_detr_synthetic_val")) == 2
+        assert len(DatasetCatalog.get("sd_detr_synthetic_train")) == 3
+        assert len(small_default_generation) == 1
+        assert os.path.getmtime(synthetic_paths(str(root), "val")[0]) == mtime
+    finally:
+        register_synthetic_dataset(synthetic_root)
+
+
+def test_evaluator_and_checked_loading_of_a_split_not_generated_yet_generate_it(
+        tmp_path, synthetic_root, small_default_generation):
+    """COCOEvaluator reads the metadata's json_file when it is built (do_test builds it before the test
+    loader; --eval-only loads nothing before), and get_detr_dataset_dicts checks the json_file before it
+    calls the loader: both must generate a missing split first. Catches the hook left out of
+    build_coco_evaluator (pycocotools: no such file) or of get_detr_dataset_dicts ('does not exist')."""
+    from sd_detr.evaluation import build_coco_evaluator
+
+    try:
+        register_synthetic_dataset(str(tmp_path / "eval_first"))
+        evaluator = build_coco_evaluator("sd_detr_synthetic_val_shift")
+        json_file = synthetic_paths(str(tmp_path / "eval_first"), "val_shift")[0]
+        assert evaluator._metadata.json_file == json_file  # the real file, not a converted cache
+        assert len(evaluator._coco_api.getImgIds()) == 2
+        assert not [f for f in _files(str(tmp_path)) if "coco_format" in f]
+
+        register_synthetic_dataset(str(tmp_path / "load_first"))
+        assert len(get_detr_dataset_dicts("sd_detr_synthetic_val", filter_empty=False)) == 2
+        assert len(small_default_generation) == 2
+    finally:
+        register_synthetic_dataset(synthetic_root)
 
 
 def test_register_without_generate_does_not_create_data(tmp_path, synthetic_root):
@@ -468,9 +545,9 @@ def test_val_shift_split_is_written_as_coco_and_registered(synthetic_root):
 
 
 def test_missing_val_shift_is_added_without_touching_train_and_val(tmp_path, synthetic_root):
-    """A dataset made before val_shift existed: registering it generates val_shift only (same seed and
-    image sizes as the data, as many images as val) and leaves the train/val files as they were (other
-    processes may be training on them). Catches a regeneration of the whole dataset."""
+    """A dataset made before val_shift existed: loading a shifted split generates the shifted splits only
+    (same seed and image sizes as the data, as many images as val) and leaves the train/val files as they
+    were (other processes may be training on them). Catches a regeneration of the whole dataset."""
     root = str(tmp_path / "old")
     generate_synthetic_dataset(root, num_train=3, num_val=2, seed=5, min_size=100, max_size=120,
                                splits=("train", "val"), progress=False)
@@ -479,6 +556,9 @@ def test_missing_val_shift_is_added_without_touching_train_and_val(tmp_path, syn
               for s in ("train", "val")}
     try:
         register_synthetic_dataset(root, progress=False)
+        assert len(DatasetCatalog.get("sd_detr_synthetic_train")) == 3  # present: loading it generates nothing
+        assert not is_generated(root, ("val_shift",))
+        assert len(DatasetCatalog.get(SYNTHETIC_VAL_SHIFT_NAME)) == 2  # missing: generated on this first load
         assert is_generated(root)
         shift = _load(root, "val_shift")
         assert shift["info"]["seed"] == 5 and len(shift["images"]) == 2

@@ -1,5 +1,6 @@
-"""The project's synthetic shapes dataset (generated on first use, see sd_detr/data/synthetic.py),
-registered with register_coco_instances so it runs through the same loaders and COCOEvaluator as COCO.
+"""The project's synthetic shapes dataset (generated on first use, not when this file is loaded: see
+sd_detr/data/synthetic.py), registered as COCO instances (the metadata of register_coco_instances) so it
+runs through the same loaders and COCOEvaluator as COCO.
 
 Images are 128-192 px, so the DETR augmentation is scaled down: flip, then multi-scale resize
 (short side 128..192 step 16, long side <= 320) or resize 112/128/144 -> random crop 96..144 ->
@@ -22,7 +23,8 @@ from sd_detr.data import DetrDatasetMapper, build_detr_augmentations, get_detr_d
 from sd_detr.data.synthetic import SYNTHETIC_TRAIN_NAME, SYNTHETIC_VAL_NAME, register_synthetic_dataset
 from sd_detr.evaluation import build_coco_evaluator
 
-# generates the data (or only a missing split) into $SD_DETR_SYNTHETIC_ROOT (or datasets/)
+# registers the splits under $SD_DETR_SYNTHETIC_ROOT (or datasets/) and writes nothing: the data (or only
+# a missing split) are generated when a split is first loaded or evaluated (sd_detr/data/synthetic.py)
 register_synthetic_dataset()
 
 dataloader = OmegaConf.create()

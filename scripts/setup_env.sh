@@ -62,7 +62,9 @@ else
   "$PY" scripts/install_detectron2.py --cache "$CACHE" --constraints "$CONSTRAINTS"
 fi
 
-if "$PY" -I -c "import sd_detr, os, sys; sys.exit(0 if os.path.realpath(os.path.dirname(sd_detr.__file__)) == os.path.realpath('$ROOT/sd_detr') else 1)" 2>/dev/null; then
+# setup.py links the model zoo (sd_detr/model_zoo/configs, git-ignored) at install: a fresh clone reinstalls
+if [[ -d "$ROOT/sd_detr/model_zoo/configs" ]] \
+   && "$PY" -I -c "import sd_detr, os, sys; sys.exit(0 if os.path.realpath(os.path.dirname(sd_detr.__file__)) == os.path.realpath('$ROOT/sd_detr') else 1)" 2>/dev/null; then
   echo "[setup] sd_detr already installed from $ROOT"
 else
   echo "[setup] installing sd_detr in editable mode"

@@ -1,30 +1,7 @@
-"""Helpers for LazyConfig files: loading the shared pieces of ``configs/common``."""
-import os
-
-from detectron2.config import LazyConfig
-
-
-def repo_configs_dir() -> str:
-    """The repository's ``configs/`` folder (the package is installed in editable mode)."""
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "configs")
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"sd_detr: configs folder not found at {path}; install the project with "
-                                f"`pip install -e .` from a clone of the repository")
-    return path
-
-
-def repo_projects_dir() -> str:
-    """The repository's ``projects/`` folder: the detectors' configs, whose model files the yacs path
-    builds from too (:mod:`sd_detr.modeling.meta_arch.build`)."""
-    return os.path.join(os.path.dirname(repo_configs_dir()), "projects")
-
-
-def get_config(relative_path: str):
-    """Load a LazyConfig file from ``configs/``, e.g. ``get_config("common/train.py").train``."""
-    path = os.path.join(repo_configs_dir(), relative_path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"sd_detr.get_config: no config {relative_path!r} (looked for {path})")
-    return LazyConfig.load(path)
+"""Helpers for LazyConfig files. :func:`get_config` loads a shipped config by its model-zoo name
+(``get_config("common/train.py")``): :func:`sd_detr.model_zoo.get_config`, which reads the configs from inside
+the installed package, never through the repository's folders."""
+from ..model_zoo.model_zoo import get_config  # noqa: F401  (re-exported: sd_detr.config.get_config)
 
 
 def apply_tiny_synthetic_size(model):

@@ -1,24 +1,24 @@
 """Building a detector from a yacs ``CfgNode`` (Detectron2's registry path: ``build_model(cfg)``,
 ``DefaultPredictor``) out of the same LazyConfig model file the LazyConfig path instantiates.
 
-The model file of the detector (``projects/<detector>/configs/models/*.py``) is the one source of its
-defaults. The yacs keys of :func:`sd_detr.config.add_detr_config` and of each detector's node default to
+The model file of the detector (``projects/<detector>/configs/models/*.py``, shipped in the package as the
+model-zoo config ``"<detector>/models/*.py"``) is the one source of its defaults. The yacs keys of
+:func:`sd_detr.config.add_detr_config` and of each detector's node default to
 ``None`` (= the model file's value); a key a .yaml or ``--opts`` sets overrides the file's value at the
 place(s) :data:`DETR_KEYS` (or the detector's own table) names. The backbone is Detectron2's:
 ``build_backbone(cfg)`` with ``MODEL.BACKBONE`` / ``MODEL.RESNETS`` (so any registered backbone works), and
 ``MODEL.PIXEL_MEAN`` / ``PIXEL_STD`` and ``INPUT.FORMAT`` are Detectron2's keys too. The parts are then
 instantiated in the model file's order, so that with one seed both paths give the same weights.
 """
-import os
 from typing import Dict, Iterable, Mapping, Optional, Sequence
 
-from detectron2.config import LazyConfig, instantiate
+from detectron2.config import instantiate
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_backbone
 from detectron2.utils.registry import locate
 from omegaconf import OmegaConf
 
-from ...config.lazy import repo_projects_dir
+from ...model_zoo.model_zoo import get_config
 from ..losses import FocalLoss
 
 # MODEL.DETR.<KEY> -> the places of the model config it sets
@@ -51,12 +51,11 @@ DETR_KEYS: Dict[str, Sequence[str]] = {
 }
 
 
-def load_model_file(relative_path: str):
-    """The ``model`` node of ``projects/<relative_path>`` (a fresh copy each call)."""
-    path = os.path.join(repo_projects_dir(), relative_path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"sd_detr: the detector's model file {relative_path!r} is missing (looked for {path})")
-    return LazyConfig.load(path).model
+def load_model_file(name: str):
+    """The ``model`` node of the model-zoo config ``name`` (e.g. ``"sd_detr/models/sd_detr_r50.py"``, the
+    repository's ``projects/sd_detr/configs/models/sd_detr_r50.py``), read from inside the installed package
+    (:func:`sd_detr.model_zoo.get_config`); a fresh copy each call."""
+    return get_config(name).model
 
 
 def target_of(node):

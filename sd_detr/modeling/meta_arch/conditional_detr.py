@@ -14,7 +14,7 @@ class ConditionalDETR(DETRDetector):
     config with ``MODEL.META_ARCHITECTURE = "ConditionalDETR"`` and the ``MODEL.DETR`` keys.
     """
 
-    MODEL_FILE = "conditional_detr/configs/models/conditional_detr_r50.py"
+    MODEL_FILE = "conditional_detr/models/conditional_detr_r50.py"
 
     @configurable
     def __init__(self, **kwargs):

@@ -17,7 +17,7 @@ class DABDETR(DETRDetector):
     :func:`sd_detr.config.add_dab_detr_config`.
     """
 
-    MODEL_FILE = "dab_detr/configs/models/dab_detr_r50.py"
+    MODEL_FILE = "dab_detr/models/dab_detr_r50.py"
     # MODEL.DAB_DETR.<KEY> -> its places in the model config
     YACS_KEYS = {
         "NUM_PATTERNS": ("query_init.num_patterns",),

@@ -28,8 +28,8 @@ class SMCADETR(DETRDetector):
     :func:`sd_detr.config.add_smca_detr_config`'s ``MODEL.SMCA_DETR`` keys.
     """
 
-    MODEL_FILE = "smca_detr/configs/models/smca_detr_r50.py"
-    MULTI_SCALE_MODEL_FILE = "smca_detr/configs/models/smca_detr_r50_multiscale.py"
+    MODEL_FILE = "smca_detr/models/smca_detr_r50.py"
+    MULTI_SCALE_MODEL_FILE = "smca_detr/models/smca_detr_r50_multiscale.py"
     # MODEL.SMCA_DETR.<KEY> -> its places in the model config
     YACS_KEYS = {
         "BETA": ("decoder.beta",),

@@ -50,8 +50,8 @@ logger = logging.getLogger("sd_detr")
 
 class _HeldRecords(logging.Handler):
     """Holds the ``sd_detr`` records logged before the logger's handlers exist (log.txt lives in
-    ``train.output_dir``, known only once the overrides are applied): e.g. the synthetic data generated
-    while the config file is loaded, or the own data registered."""
+    ``train.output_dir``, known only once the overrides are applied): e.g. the own data registered
+    (``--dataset-train/--dataset-val``). (The synthetic data are generated later, when first loaded.)"""
 
     def __init__(self):
         super().__init__(logging.INFO)

@@ -18,17 +18,21 @@ def test_sd_detr_messages_reach_log_txt_and_resume_of_a_finished_run_says_so(tmp
     stderr through Python's last-resort handler and never log.txt), and records logged before
     ``default_setup`` (while the config file is loaded) being lost."""
     root = tmp_path / "synthetic"
-    # train and val only: loading the config generates the missing shifted splits, and logs it
+    # train and val only: a training loads no shifted split, so none is generated (issue 23)
     generate_synthetic_dataset(str(root), num_train=4, num_val=2, splits=["train", "val"], progress=False)
     env = dict(os.environ, SD_DETR_SYNTHETIC_ROOT=str(root), OMP_NUM_THREADS="1")
     out = tmp_path / "run"
-    args = ["--resume", f"train.output_dir={out}", *FEW_ITERS]
+    # --dataset-train (the synthetic train split as own data) logs its registration while the config loads
+    args = ["--resume", f"--dataset-train={root}/annotations/instances_train.json:{root}/train",
+            f"train.output_dir={out}", *FEW_ITERS]
 
     first = run_train_tool(TINY, env, *args, timeout=600)  # --resume with no checkpoint yet: a warning
     log = (out / "log.txt").read_text()
     assert "no checkpoint in" in log and "starting from train.init_checkpoint" in log
-    assert ("Generating the sd_detr synthetic dataset (val_shift, val_shift_objects, val_shift_background)"
-            in log)  # logged during LazyConfig.load
+    # logged by apply_custom_datasets during setup (before default_setup), held and replayed
+    assert "Registered dataset 'custom_instances_train_" in log
+    assert f"annotations {root}/annotations/instances_train.json" in log
+    assert "Generating the sd_detr synthetic dataset" not in log and not (root / "val_shift").exists()
     assert "sd_detr" in log.split("no checkpoint in")[0].splitlines()[-1]  # under the logger's own name
     assert (out / "model_final.pth").is_file(), first.stdout[-2000:]
 

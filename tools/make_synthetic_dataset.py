@@ -29,6 +29,9 @@ two-colour striped objects: never seen in training); val_shift_objects has only 
 (on the seen smooth backgrounds), val_shift_background only its checkerboards (behind the seen
 flat-coloured objects). Without --force only missing splits are generated, so a dataset made before
 a shifted split existed gets it added with its train/val files untouched.
+
+Running this first is optional: loading a config writes nothing, and a run that loads or evaluates a
+missing split generates the missing splits then (with the same defaults and progress bar).
 """
 
 

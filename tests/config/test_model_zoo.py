@@ -116,3 +116,15 @@ def test_a_package_without_its_configs_folder_says_how_to_install_it(monkeypatch
     assert not isinstance(e.value, UnknownConfigError)
     with pytest.raises(FileNotFoundError, match="no configs folder"):
         config_get_config("common/train.py")
+
+
+@pytest.mark.parametrize("project", sorted(os.path.basename(os.path.dirname(d))
+                                           for d in glob.glob(os.path.join(REPO, "projects", "*", "configs"))))
+def test_each_project_readme_lists_exactly_its_model_zoo_names(project):
+    """Bug caught: a config added to (or removed from) a project without its README's model-zoo list following,
+    or a listed name that does not load (a typo, the repository path instead of the name)."""
+    import re
+
+    with open(os.path.join(REPO, "projects", project, "README.md")) as f:
+        listed = set(re.findall(rf"`({re.escape(project)}/[\w/.-]+\.(?:py|yaml))`", f.read()))
+    assert listed == {n for n in list_configs() if n.startswith(project + "/")}

@@ -268,9 +268,10 @@ def _started_writing(out, since_ns, prefix="model_"):
     return False
 
 
-def _run_and_kill(cmd, env, out, rng, when, max_delay, timeout=240):
+def _run_and_kill(cmd, env, out, rng, when, max_delay, timeout=900):
     """Start ``cmd``; once ``when(since_ns)`` holds, wait a random delay in [0, max_delay] s and SIGKILL it.
-    Returns the exit code (-9 when killed; the run may finish first)."""
+    Returns the exit code (-9 when killed; the run may finish first). ``timeout`` is generous: the first
+    run generates the synthetic data (lazily, on the first load) before its first checkpoint."""
     since = time.time_ns()
     proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + timeout

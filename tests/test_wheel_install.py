@@ -51,6 +51,7 @@ CHILD = textwrap.dedent(r"""
     from sd_detr.config.yacs import merge_yaml_config
 
     names = list_configs()
+    print("NAMES", *names, flush=True)
     for name in names:
         assert inside(get_config_file(name), site), (name, get_config_file(name))
 
@@ -139,3 +140,8 @@ def test_a_built_wheel_installed_elsewhere_builds_every_detector_from_outside_th
     assert child.returncode == 0, child.stdout[-3000:] + child.stderr[-5000:]
     assert [line.split()[1] for line in child.stdout.splitlines() if line.startswith("built")] == list(DETECTORS)
     assert "OK" in child.stdout
+    # every config of the checkout (tests/config/test_model_zoo.py ties these to the repository's files) shipped
+    from sd_detr.model_zoo import list_configs
+
+    (shipped,) = [line.split()[1:] for line in child.stdout.splitlines() if line.startswith("NAMES ")]
+    assert shipped == list_configs()

@@ -12,6 +12,14 @@ Inputs with the same file name (a/x.png, b/x.png) are written as x.png, x_1.png,
 is printed. --onnx FILE runs a model exported by tools/export_model.py (ONNX through onnxruntime, or
 TorchScript) instead, with the class names stored in the export; no config is needed then.
 
+Drawing threshold: the rule of tools/visualize_predictions.py. With a LazyConfig whose dataloader.test has
+ground truth, the score with the best F1 against it (IoU >= 0.5, same class) over its first
+--calibration-images images (sd_detr.evaluation.score_threshold.threshold_from_config), so that a DETR-style
+model whose true positives score well below 0.5 still draws what it finds. Without such a validation set
+(a yacs config, --onnx, a test set without annotations or whose files are missing) the threshold is
+Detectron2's demo default, 0.5 (FALLBACK_THRESHOLD). Either way the tool prints the threshold and where it
+came from; --confidence-threshold X draws with X instead.
+
 Examples:
   python tools/demo.py --config-file projects/conditional_detr/configs/conditional_detr_tiny_synthetic.py \\
       --input "datasets/sd_detr_synthetic/val/*.png" --output output/demo_images \\
@@ -38,6 +46,8 @@ from detectron2.utils.logger import setup_logger  # noqa: E402
 from detectron2.utils.visualizer import Visualizer  # noqa: E402
 
 logger = logging.getLogger("sd_detr.demo")
+
+FALLBACK_THRESHOLD = 0.5  # Detectron2's demo/demo.py default, where no validation set is at hand
 
 
 def build_predictor(config_file, opts, checkpoint=None):
@@ -89,6 +99,35 @@ def build_exported_predictor(path):
     if not metadata.get("thing_classes", None):
         metadata.set(thing_classes=list(predictor.class_names))
     return predictor, metadata
+
+
+def choose_threshold(predictor, given=None, lazy_config=True, num_images=None, floor=None):
+    """(threshold, where it came from): ``given`` (--confidence-threshold) if not None; else the F1-optimal
+    threshold of ``predictor.model`` on the first ``num_images`` images of ``predictor.cfg``'s test set
+    (LazyConfig path: :func:`~sd_detr.evaluation.score_threshold.threshold_from_config`, the rule of
+    tools/visualize_predictions.py); else :data:`FALLBACK_THRESHOLD`, the reason being said."""
+    from sd_detr.evaluation.score_threshold import (
+        DEFAULT_CALIBRATION_IMAGES,
+        DEFAULT_SCORE_FLOOR,
+        NoValidationSet,
+        threshold_from_config,
+    )
+
+    if given is not None:
+        return given, f"score >= {given}, given by --confidence-threshold"
+    if not lazy_config:
+        reason = "no validation set at hand (a yacs config or an --onnx export)"
+    else:
+        try:
+            choice = threshold_from_config(
+                predictor.model, predictor.cfg,
+                num_images=DEFAULT_CALIBRATION_IMAGES if num_images is None else num_images,
+                floor=DEFAULT_SCORE_FLOOR if floor is None else floor)
+            return choice.threshold, choice.describe() + "; --confidence-threshold X overrides it"
+        except (NoValidationSet, OSError, ValueError) as e:  # missing files, no or malformed annotations
+            reason = f"no validation set to choose it on ({type(e).__name__}: {e})"
+    return FALLBACK_THRESHOLD, (f"score >= {FALLBACK_THRESHOLD}, Detectron2's default: {reason}; "
+                                "--confidence-threshold X sets another")
 
 
 def draw(predictor, metadata, bgr, threshold):
@@ -183,6 +222,26 @@ def run_video(predictor, metadata, path, output, threshold):
     return []
 
 
+def _threshold(value):
+    try:
+        t = float(value)
+    except ValueError:
+        t = None
+    if t is None or not 0.0 <= t <= 1.0:
+        raise argparse.ArgumentTypeError(f"--confidence-threshold must be a number in [0, 1], got {value!r}")
+    return t
+
+
+def _positive_int(value):
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"--calibration-images must be a positive integer, got {value!r}")
+    return n
+
+
 def get_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -194,7 +253,12 @@ def get_parser():
     parser.add_argument("--output", help="output file (one input) or folder; nothing is written if omitted")
     parser.add_argument("--checkpoint", default=None,
                         help="weights to load (strictly); default: train.init_checkpoint / MODEL.WEIGHTS")
-    parser.add_argument("--confidence-threshold", type=float, default=0.5)
+    parser.add_argument("--confidence-threshold", type=_threshold, default=None,
+                        help="draw detections scoring at least this; default: the F1-optimal threshold on the "
+                             f"config's test set (as tools/visualize_predictions.py), else {FALLBACK_THRESHOLD}")
+    parser.add_argument("--calibration-images", type=_positive_int, default=None,
+                        help="how many test images (from the first) choose the default threshold (default: "
+                             "as tools/visualize_predictions.py, 200)")
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[],
                         help="config overrides: key=value (LazyConfig) or KEY VALUE pairs (yacs)")
     return parser
@@ -213,11 +277,15 @@ def main(argv=None):
         predictor, metadata = build_exported_predictor(args.onnx)
     else:
         predictor, metadata = build_predictor(args.config_file, args.opts, checkpoint=args.checkpoint)
+    lazy = bool(args.config_file) and args.config_file.endswith(".py")
+    threshold, source = choose_threshold(predictor, args.confidence_threshold, lazy_config=lazy,
+                                         num_images=args.calibration_images)
+    print(f"drawing threshold: {source}", flush=True)
     skipped = []
     if args.input:
-        skipped += run_images(predictor, metadata, expand_inputs(args.input), args.output, args.confidence_threshold)
+        skipped += run_images(predictor, metadata, expand_inputs(args.input), args.output, threshold)
     if args.video_input:
-        skipped += run_video(predictor, metadata, args.video_input, args.output, args.confidence_threshold)
+        skipped += run_video(predictor, metadata, args.video_input, args.output, threshold)
     if skipped:
         logger.error("skipped %d input(s): %s", len(skipped), ", ".join(skipped))
         return 1

@@ -24,7 +24,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 import sd_detr  # noqa: E402,F401  (first: imports Detectron2 without the torch.jit.script warning)
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 from detectron2.config import LazyConfig, instantiate  # noqa: E402
 from detectron2.data import MetadataCatalog  # noqa: E402
 from detectron2.utils.visualizer import Visualizer  # noqa: E402
@@ -32,19 +31,14 @@ from detectron2.utils.visualizer import Visualizer  # noqa: E402
 from sd_detr.checkpoint import DETRCheckpointer  # noqa: E402
 from sd_detr.config import check_override_keys  # noqa: E402
 from sd_detr.engine.accel import optimize_for_cpu  # noqa: E402
-from sd_detr.evaluation.score_threshold import f1_optimal_threshold  # noqa: E402
+from sd_detr.evaluation.score_threshold import (  # noqa: E402
+    DEFAULT_CALIBRATION_IMAGES,
+    DEFAULT_SCORE_FLOOR,
+    calibrate_threshold,
+    predict_dataset,
+)
 
 SCALE = 2.0  # pictures are drawn at twice the image size
-
-
-def predict(model, dataset_dicts, mapper):
-    """Detections (Instances on CPU, in the image's coordinates) of each dataset dict."""
-    model.eval()
-    out = []
-    for d in dataset_dicts:
-        with torch.no_grad():
-            out.append(model([mapper(dict(d))])[0]["instances"].to("cpu"))
-    return out
 
 
 def read_rgb(file_name):
@@ -91,15 +85,17 @@ def main(argv=None):
     parser.add_argument("--threshold", type=parse_threshold, default="auto",
                         help="minimum score of a drawn detection, or 'auto' (default): the F1-optimal score on "
                              "the calibration images")
-    parser.add_argument("--calibration-images", type=int, default=200,
+    parser.add_argument("--calibration-images", type=int, default=DEFAULT_CALIBRATION_IMAGES,
                         help="with --threshold auto: how many test images (from the first) choose the threshold")
-    parser.add_argument("--score-floor", type=float, default=0.05,
+    parser.add_argument("--score-floor", type=float, default=DEFAULT_SCORE_FLOOR,
                         help="with --threshold auto: never draw detections scoring below this")
     parser.add_argument("--detections-json", default=None,
                         help="also write the drawn detections (per image: file, absolute xyxy boxes, scores, "
                              "classes) and the threshold to this JSON file")
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides key=value")
     args = parser.parse_args(argv)
+    if args.threshold == "auto" and args.calibration_images < 1:
+        parser.error(f"--calibration-images must be >= 1 with --threshold auto, got {args.calibration_images}")
 
     cfg = LazyConfig.load(args.config_file)
     check_override_keys(cfg, args.opts)
@@ -113,12 +109,15 @@ def main(argv=None):
     metadata = MetadataCatalog.get(names if isinstance(names, str) else names[0])
 
     shown = dataset[: args.num_images]
-    n_pred = max(len(shown), args.calibration_images if args.threshold == "auto" else 0)
-    predictions = predict(model, dataset[:n_pred], mapper)
+    n_cal = args.calibration_images if args.threshold == "auto" else 0
+    predictions = predict_dataset(model, dataset[:max(len(shown), n_cal)], mapper)
     if args.threshold == "auto":
-        pairs = [(p, d.get("annotations", [])) for p, d in zip(predictions, dataset[:n_pred])]
-        threshold, f1 = f1_optimal_threshold(pairs, floor=args.score_floor)
-        rule = f"score >= {threshold:.3f}, the F1-optimal threshold on {len(pairs)} test images (F1 {f1:.3f})"
+        # the rule tools/demo.py follows too (sd_detr.evaluation.score_threshold.threshold_from_config):
+        # the first --calibration-images test images, whatever --num-images shows
+        choice = calibrate_threshold(model, dataset[:n_cal], mapper, floor=args.score_floor,
+                                     predictions=predictions[:n_cal],
+                                     dataset=names if isinstance(names, str) else "+".join(names))
+        threshold, rule = choice.threshold, choice.describe()
     else:
         threshold, rule = args.threshold, f"score >= {args.threshold}"
     kept = [p[p.scores >= threshold] for p in predictions[: len(shown)]]

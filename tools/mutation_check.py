@@ -373,11 +373,11 @@ MUTANTS: List[Mutant] = [
     Mutant("matcher_repeats_interleaved", MATCHER, "c = np.tile(c, (1, num_repeats))",
            "c = np.repeat(c, num_repeats, axis=1)", MATCHING,
            "(*) matcher: the k copies laid out g0 g0 g1 g1 .. while read back as cols % n (g0 g1 .. g0 g1 ..): "
-           "each target gets k queries, chosen for other targets' costs", function="HungarianMatcher.forward"),
+           "each target gets k queries, chosen for other targets' costs", function="HungarianMatcher.match_batch"),
     Mutant("matcher_repeats_rotated", MATCHER, "torch.as_tensor(cols % n, dtype=torch.int64)",
            "torch.as_tensor((cols + (num_repeats > 1)) % n, dtype=torch.int64)", MATCHING,
            "(*) matcher: with k > 1 each query reported with the next target (counts unchanged)",
-           function="HungarianMatcher.forward"),
+           function="HungarianMatcher.match_batch"),
     Mutant("matcher_repeats_matched_round_by_round", MATCHER, "rows, cols = linear_sum_assignment(c)",
            "rows, cols, free = [], [], np.arange(c.shape[0])\n"
            "            for r in range(num_repeats):  # planted: k rounds of one-to-one matching on the queries left\n"
@@ -387,11 +387,11 @@ MUTANTS: List[Mutant] = [
            "            order = np.argsort(rows)\n"
            "            rows, cols = np.asarray(rows, dtype=np.int64)[order], np.asarray(cols, dtype=np.int64)[order]",
            MATCHING, "(*) matcher: repeats matched greedily, k rounds of one-to-one matching, not the joint optimum",
-           function="HungarianMatcher.forward"),
-    Mutant("matcher_image_with_next_images_costs", MATCHER, "c = c[i].numpy()",
-           "c = c[(i + 1) % len(sizes)].numpy()", MATCHING,
+           function="HungarianMatcher.match_batch"),
+    Mutant("matcher_image_with_next_images_costs", MATCHER, "c = c[i]\n",
+           "c = c[(i + 1) % len(sizes)]\n", MATCHING,
            "matcher: each image's targets matched with the next image's predictions",
-           function="HungarianMatcher.forward"),
+           function="HungarianMatcher.match_batch"),
     Mutant("csa_bag_gt_offset_dropped", ASSIGNER, "g = torch.cat([g for _, g in per_image]).to(device) + gt_offset[b]",
            "g = torch.cat([g for _, g in per_image]).to(device)", CROSS_STAGE,
            "(*) cross-stage assigner: the bags and box targets of images after the first read image 0's ground truth "

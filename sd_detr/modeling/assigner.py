@@ -43,12 +43,14 @@ class HungarianAssigner(nn.Module):
         return self.num_repeats if stage in listed else 1
 
     def match(self, stage_outputs: List[dict], targets: List[dict], matcher: HungarianMatcher) -> list:
-        """Per stage, per image (query_idx, gt_idx) matches."""
+        """Per stage, per image (query_idx, gt_idx) matches. A matcher with ``match_stages`` (the
+        :class:`HungarianMatcher`) matches all stages in one host round trip; any other callable is
+        called stage by stage."""
         n = len(stage_outputs)
-        return [
-            matcher(out["pred_logits"], out["pred_boxes"], targets, num_repeats=self.repeats_for(i, n))
-            for i, out in enumerate(stage_outputs)
-        ]
+        requests = [(out["pred_logits"], out["pred_boxes"], self.repeats_for(i, n)) for i, out in enumerate(stage_outputs)]
+        if hasattr(matcher, "match_stages"):
+            return matcher.match_stages(requests, targets)
+        return [matcher(logits, boxes, targets, num_repeats=k) for logits, boxes, k in requests]
 
     def forward(self, stage_outputs: List[dict], targets: List[dict], matcher: HungarianMatcher) -> List[Assignment]:
         return [Assignment.from_matches(m, targets) for m in self.match(stage_outputs, targets, matcher)]

@@ -2,6 +2,7 @@
 
 Every classification loss has the same call signature, so a criterion can swap them by config:
 ``loss(logits [B, Q, K], pred_boxes [B, Q, 4] normalised cxcywh, assignment, num_boxes) -> scalar``.
+Under ``torch.autocast`` (bfloat16 / float16 predictions) every loss is computed in float32 (issue 24).
 """
 import torch
 import torch.nn.functional as F
@@ -10,6 +11,12 @@ from torchvision.ops import sigmoid_focal_loss
 
 from ..layers import box_cxcywh_to_xyxy, elementwise_box_iou, elementwise_generalized_box_iou
 from .structures import Assignment
+
+
+def at_least_float32(x: Tensor) -> Tensor:
+    """``x`` in float32 if it is in a lower precision (bfloat16 / float16 under autocast), else as it is
+    (float32, or float64 of the hand-computed tests)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 def one_hot_targets(logits: Tensor, assignment: Assignment, values: Tensor = None) -> Tensor:
@@ -36,6 +43,7 @@ class FocalLoss(nn.Module):
         self.gamma = gamma
 
     def forward(self, logits: Tensor, pred_boxes: Tensor, assignment: Assignment, num_boxes: float) -> Tensor:
+        logits = at_least_float32(logits)  # under autocast: (1 - p_t)^gamma of bfloat16 scores is too coarse
         target = one_hot_targets(logits, assignment)
         return sigmoid_focal_loss(logits, target, alpha=self.alpha, gamma=self.gamma, reduction="sum") / num_boxes
 
@@ -45,7 +53,7 @@ def box_losses(pred_boxes: Tensor, assignment: Assignment, num_boxes: float) -> 
 
     pred_boxes: [B, Q, 4] normalised cxcywh. Returns {"loss_bbox", "loss_giou"}.
     """
-    src = pred_boxes[assignment.box_batch, assignment.box_query]
+    src = at_least_float32(pred_boxes[assignment.box_batch, assignment.box_query])  # GIoU's ratios in float32
     tgt = assignment.box_target
     loss_bbox = F.l1_loss(src, tgt, reduction="sum") / num_boxes
     giou = elementwise_generalized_box_iou(box_cxcywh_to_xyxy(src), box_cxcywh_to_xyxy(tgt))
@@ -92,6 +100,7 @@ class TaskAlignmentLoss(nn.Module):
         return s.pow(self.alpha) * u.pow(self.beta)
 
     def forward(self, logits: Tensor, pred_boxes: Tensor, assignment: Assignment, num_boxes: float) -> Tensor:
+        logits = at_least_float32(logits)  # under autocast, as FocalLoss
         t = self.alignment_targets(logits, pred_boxes, assignment)
         target = one_hot_targets(logits, assignment, values=t)
         prob = logits.sigmoid()

@@ -118,16 +118,46 @@ class SetCriterion(nn.Module):
         final = {"pred_logits": outputs["pred_logits"], "pred_boxes": outputs["pred_boxes"]}
         stages = list(outputs.get("aux_outputs", [])) + [final]
         num_boxes = self.num_boxes(targets, outputs["pred_logits"].device)
-        assignments = self.assigner(stages, targets, self.matcher)
+        extra = outputs.get("extra_outputs", {})
+        matcher = self.matcher
+        if extra and hasattr(matcher, "match_stages"):  # the extra heads matched in the stages' host round trip
+            matcher = _WithExtraStages(matcher, [(o["pred_logits"], o["pred_boxes"], 1) for o in extra.values()])
+        assignments = self.assigner(stages, targets, matcher)
         normalizers = self.loss_normalizers(assignments, targets, num_boxes)
         losses = self.layer_losses(stages, assignments, num_boxes, normalizers)
         known = outputs.get("known_outputs")
         if known is not None:  # queries with a known assignment (denoising): the same in every layer
             losses.update(self.layer_losses(known["stages"], [known["assignment"]] * len(known["stages"]),
                                             num_boxes, prefix=f"_{known['name']}"))
-        for name, out in outputs.get("extra_outputs", {}).items():
-            assignment = Assignment.from_matches(self.matcher(out["pred_logits"], out["pred_boxes"], targets), targets)
+        extra_matches = getattr(matcher, "extra_matches", None)  # None: the assigner did not call match_stages
+        for k, (name, out) in enumerate(extra.items()):
+            matches = self.matcher(out["pred_logits"], out["pred_boxes"], targets) if extra_matches is None \
+                else extra_matches[k]
+            assignment = Assignment.from_matches(matches, targets)
             weight = self.extra_stage_weights.get(name, 1.0)
             for k, v in self.stage_losses(out, assignment, num_boxes, self.extra_class_loss).items():
                 losses[f"{k}_{name}"] = v * weight
         return losses
+
+
+class _WithExtraStages:
+    """The matcher as the assigner sees it when extra heads are matched too: its ``match_stages`` also
+    matches ``extra`` ((logits, boxes, num_repeats) per extra head), so that all costs of a batch go to
+    the host in one copy (issue 24), and keeps their matches in ``extra_matches``; anything else is the
+    matcher's own."""
+
+    def __init__(self, matcher, extra):
+        self.matcher = matcher
+        self.extra = extra
+        self.extra_matches = None
+
+    def match_stages(self, requests, targets):
+        out = self.matcher.match_stages(list(requests) + self.extra, targets)
+        self.extra_matches = out[len(requests):]
+        return out[:len(requests)]
+
+    def __call__(self, *args, **kwargs):
+        return self.matcher(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.matcher, name)

@@ -160,10 +160,10 @@ BOUNDS = {
     "conditional_detr": 3,  # before: 13 (per layer: .cpu(), isfinite bool, .numpy() per image)
     "dab_detr": 3,  # before: 13
     "smca_detr": 3,  # before: 13
-    # + the mini-detector's own matching (.cpu() + .numpy()), its top-N size int() (fewest non-padded
-    # locations, a data-dependent shape) and 2 x 2 calls of TAQ's CPU-only RoIAlign backward
+    # + (the mini-detector's costs ride in the decoder layers' copy) its top-N size int() (fewest
+    # non-padded locations, a data-dependent shape) and 2 x 2 calls of TAQ's CPU-only RoIAlign backward
     # (task_aware.py: grid size int(), finite check bool; CUDA uses torchvision's kernel instead)
-    "sd_detr": 10,  # before: 22
+    "sd_detr": 8,  # before: 22 (4 matchings of .cpu(), isfinite bool, 2 x .numpy(), + the 6 above)
 }
 
 

@@ -60,7 +60,13 @@ class HungarianMatcher(nn.Module):
         Returns:
             per image (query_idx [m] long, gt_idx [m] long) on the predictions' device, m = min(Q, k * n),
             sorted by query.
+
+        Several stages at once (:meth:`match_stages`, through this call so that module hooks see it):
+        ``pred_logits``, ``pred_boxes`` and ``num_repeats`` lists with one entry per stage -> a list of
+        the above per stage.
         """
+        if isinstance(pred_logits, (list, tuple)):
+            return self.match_batch(list(zip(pred_logits, pred_boxes, num_repeats)), targets)
         return self.match_batch([(pred_logits, pred_boxes, num_repeats)], targets)[0]
 
     @torch.no_grad()
@@ -74,7 +80,10 @@ class HungarianMatcher(nn.Module):
         """
         if type(self).forward is not HungarianMatcher.forward:
             return [self(logits, boxes, targets, num_repeats=k) for logits, boxes, k in stages]
-        return self.match_batch(stages, targets)
+        if not stages:
+            return []
+        logits, boxes, repeats = (list(x) for x in zip(*stages))
+        return self(logits, boxes, targets, num_repeats=repeats)
 
     @torch.no_grad()
     def match_batch(self, stages: List[Tuple[Tensor, Tensor, int]], targets: List[dict]) -> list:

@@ -20,3 +20,16 @@ def synthetic_env(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("synthetic_full")
     return dict(os.environ, SD_DETR_SYNTHETIC_ROOT=str(root), PYTHONWARNINGS="ignore")
+
+
+@pytest.fixture(scope="session")
+def memorise_env(tmp_path_factory):
+    """Environment for the learning tests' subprocess runs (``tests.utils.MEMORISE_BUDGET``): a small
+    synthetic dataset (16 train / 8 val images, 4 per shifted split, seed 0), generated once per session."""
+    import os
+
+    from sd_detr.data.synthetic import generate_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("synthetic_memorise")
+    generate_synthetic_dataset(str(root), num_train=16, num_val=8, num_val_shift=4, seed=0, progress=False)
+    return dict(os.environ, SD_DETR_SYNTHETIC_ROOT=str(root), PYTHONWARNINGS="ignore")

@@ -1,13 +1,17 @@
-"""End to end through tools/lazyconfig_train_net.py: the tiny SMCA-DETR trains on the synthetic data and
-its COCO AP beats an untrained model's by far."""
+"""End to end through tools/lazyconfig_train_net.py: the tiny SMCA-DETR learns: it memorises the small
+synthetic training set, its COCO AP there far above an untrained model's."""
 import os
 
-from ..utils import REPO, train_and_compare_with_untrained
+import pytest
+
+from ..utils import REPO, memorise_and_compare_with_untrained
 
 TINY = os.path.join(REPO, "projects", "smca_detr", "configs", "smca_detr_tiny_synthetic.py")
 
 
-def test_tiny_smca_detr_learns_on_synthetic_data(synthetic_env, tmp_path):
-    chance, trained = train_and_compare_with_untrained(TINY, synthetic_env, tmp_path)
-    assert trained["bbox/AP50"] > max(10 * chance["bbox/AP50"], 5.0), (chance, trained)
-    assert trained["bbox/AP"] > max(10 * chance["bbox/AP"], 1.0), (chance, trained)
+@pytest.mark.slow
+def test_tiny_smca_detr_memorises_the_small_training_set(memorise_env, tmp_path):
+    chance, trained = memorise_and_compare_with_untrained(TINY, memorise_env, tmp_path)
+    # measured 2026-12-07 (tests.utils.MEMORISE_BUDGET, 1 thread): AP 57.4 / AP50 87.5
+    assert trained["bbox/AP50"] > max(10 * chance["bbox/AP50"], 50.0), (chance, trained)
+    assert trained["bbox/AP"] > max(10 * chance["bbox/AP"], 20.0), (chance, trained)

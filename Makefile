@@ -5,6 +5,8 @@
 #   make demo-conditional   the same with the tiny Conditional DETR (its full 3000-iteration budget)
 # SD_DETR_PYTHON=/path/to/python uses an existing environment instead of ./.venv.
 PY := $(if $(SD_DETR_PYTHON),$(SD_DETR_PYTHON),.venv/bin/python)
+# --overwrite: a second `make demo` trains afresh in the same folder (the train tool refuses a folder holding
+# another run's checkpoints without it).
 # A shortened budget for SD-DETR (about 0.5 s per iteration of 8 images on 2 cores, 1.5x Conditional DETR's),
 # so that set-up, training, evaluation and the picture stay within 10 minutes.
 DEMO_CONFIG := projects/sd_detr/configs/sd_detr_tiny_synthetic.py
@@ -19,18 +21,18 @@ setup:
 
 demo: setup
 	$(PY) tools/make_synthetic_dataset.py
-	$(PY) tools/lazyconfig_train_net.py --config-file $(DEMO_CONFIG) train.output_dir=$(DEMO_OUT) $(DEMO_OPTS)
+	$(PY) tools/lazyconfig_train_net.py --overwrite --config-file $(DEMO_CONFIG) train.output_dir=$(DEMO_OUT) $(DEMO_OPTS)
 	$(PY) tools/visualize_predictions.py --config-file $(DEMO_CONFIG) \
 		--checkpoint $(DEMO_OUT)/model_final.pth --output $(DEMO_OUT)/predictions.png
 
 demo-conditional: setup
 	$(PY) tools/make_synthetic_dataset.py
-	$(PY) tools/lazyconfig_train_net.py --config-file $(CONDITIONAL_CONFIG) train.output_dir=$(CONDITIONAL_OUT)
+	$(PY) tools/lazyconfig_train_net.py --overwrite --config-file $(CONDITIONAL_CONFIG) train.output_dir=$(CONDITIONAL_OUT)
 	$(PY) tools/visualize_predictions.py --config-file $(CONDITIONAL_CONFIG) \
 		--checkpoint $(CONDITIONAL_OUT)/model_final.pth --output $(CONDITIONAL_OUT)/predictions.png
 
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q --durations=15 -m "not slow" tests

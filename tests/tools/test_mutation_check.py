@@ -160,3 +160,41 @@ def test_check_option_exits_1_and_names_the_mutant_that_does_not_apply(monkeypat
     assert mc.MUTANTS[0].name not in out
     monkeypatch.setattr(mc, "MUTANTS", [mc.MUTANTS[0]])
     assert mc.main(["--check"]) == 0
+
+
+def _is_slow(decorators) -> bool:
+    """Whether a decorator list holds ``pytest.mark.slow`` (or ``mark.slow``), called or not."""
+    import ast
+
+    for d in decorators:
+        d = d.func if isinstance(d, ast.Call) else d
+        if isinstance(d, ast.Attribute) and d.attr == "slow":
+            return True
+    return False
+
+
+def _slow_tests(path):
+    """(whole module slow, names of the slow test functions) of a test file, read with ast."""
+    import ast
+
+    tree = ast.parse(open(path).read())
+    module_slow = any(
+        isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "pytestmark" for t in node.targets)
+        and "slow" in ast.unparse(node.value) for node in tree.body)
+    funcs = {node.name for node in ast.walk(tree)
+             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _is_slow(node.decorator_list)}
+    return module_slow, funcs
+
+
+def test_every_mutants_tests_are_in_the_fast_tier():
+    """`make test-fast` must still kill every mutant: no test a mutant names may be marked ``slow`` (a test
+    moved to the slow tier would leave its mutants to a run nobody makes while working)."""
+    offenders = []
+    for m in mc.MUTANTS:
+        for test in m.tests:
+            path, _, node = test.partition("::")
+            module_slow, funcs = _slow_tests(os.path.join(REPO, path))
+            name = node.split("::")[-1].split("[")[0]
+            if module_slow or (name and name in funcs) or (not name and funcs):
+                offenders.append(f"{m.name}: {test}")
+    assert not offenders, "tests of mutants marked slow:\n  " + "\n  ".join(offenders)

@@ -20,6 +20,7 @@ def _num_params(model):
 
 
 @pytest.mark.parametrize("path", FULL_SIZE, ids=os.path.basename)
+@pytest.mark.slow  # every config; the gradient-reach net (tests/modeling) trains one step of each in the fast tier
 def test_full_size_config_shrunk_trains_one_step_on_a_padded_batch_and_on_one_image(path):
     cfg = LazyConfig.load(path)
     model = instantiate(shrink_model_config(cfg.model)).train()
@@ -32,6 +33,7 @@ def test_full_size_config_shrunk_trains_one_step_on_a_padded_batch_and_on_one_im
 
 
 @pytest.mark.parametrize("path", TINY, ids=os.path.basename)
+@pytest.mark.slow  # every tiny config; the gradient-reach net covers them in the fast tier
 def test_tiny_config_trains_one_step(path):
     cfg = LazyConfig.load(path)
     torch.manual_seed(0)

@@ -25,6 +25,7 @@ def _load_strictly(tmp_path, config, converted, num_classes):
 
 
 @pytest.mark.parametrize("num_classes", [80, 91])
+@pytest.mark.slow  # full-size R50 models
 def test_dab_detr_conversion_covers_every_official_key_and_fits_the_r50_config(tmp_path, num_classes):
     official = official_dab_detr()
     converted = convert_state_dict("dab_detr", official, num_classes=num_classes)
@@ -48,6 +49,7 @@ def test_dab_detr_conversion_covers_every_official_key_and_fits_the_r50_config(t
     assert torch.equal(sd["class_embed.weight"], official["class_embed.weight"][rows])
 
 
+@pytest.mark.slow  # a full-size R50 model
 def test_dab_detr_3_pattern_checkpoint_fits_the_3_pattern_config(tmp_path):
     official = official_dab_detr(num_patterns=3)
     converted = convert_state_dict("dab_detr", official)

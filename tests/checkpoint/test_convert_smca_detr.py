@@ -13,6 +13,7 @@ R50 = f"{REPO}/projects/smca_detr/configs/smca_detr_r50_50ep.py"
 
 
 @pytest.mark.parametrize("num_classes", [80, 92])
+@pytest.mark.slow  # full-size R50 models
 def test_smca_detr_conversion_covers_every_official_key_and_fits_the_r50_config(tmp_path, num_classes):
     official = official_smca_detr()
     converted = convert_state_dict("smca_detr", official, num_classes=num_classes)

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from ..utils import REPO
@@ -12,6 +13,7 @@ from ..utils import REPO
 TINY = os.path.join(REPO, "projects", "conditional_detr", "configs", "conditional_detr_tiny_synthetic.py")
 
 
+@pytest.mark.slow  # two torchrun workers
 def test_two_torchrun_cpu_workers_keep_identical_weights_and_evaluate_each_val_image_once(synthetic_env, tmp_path):
     out = tmp_path / "ddp"
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")

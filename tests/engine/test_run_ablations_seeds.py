@@ -192,6 +192,7 @@ def test_finished_seed_runs_and_evaluations_are_reused_without_running_anything(
     assert "train.seed=43" in result["runs"][1]["command"]
 
 
+@pytest.mark.slow  # two short trainings (about 60 s)
 def test_two_seeds_of_one_row_end_to_end(synthetic_root, monkeypatch, tmp_path):
     """The tool as a user runs it, at 2 iterations on the 12/6/6/6/6-image fixture data: 2 seeds x (training +
     evaluation on val_shift and on val_shift_objects) = 6 runs of tools/lazyconfig_train_net.py (about 65 s CPU

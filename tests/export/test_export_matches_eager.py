@@ -14,6 +14,8 @@ from sd_detr.export import (ExportableDetector, build_metadata, compare_detectio
 
 from .helpers import build, image
 
+pytestmark = pytest.mark.slow  # ONNX and TorchScript exports of every detector (about 45 s)
+
 EXPORT_SHAPE = (3, 128, 160)
 SECOND_SHAPE = (3, 160, 112)
 

@@ -14,6 +14,8 @@ from sd_detr.export import (ExportableDetector, ExportError, OnnxPredictor, buil
 from ..utils import REPO
 from .helpers import build, config_path, image
 
+pytestmark = pytest.mark.slow  # exports and torch.compile (about 15 s)
+
 
 def _tool():
     spec = importlib.util.spec_from_file_location("export_model", os.path.join(REPO, "tools", "export_model.py"))

@@ -150,6 +150,7 @@ def conditional_r50():
     ("ablations/table2_baseline.py", 1, True, "model"), ("ablations/table3_split_decoder.py", 2, False, "model"),
     ("sd_detr_r50_dc5_12ep.py", 2, True, "model"),
 ])
+@pytest.mark.slow  # full-size models built and counted
 def test_full_size_parameter_counts(config, branches, shared, width, conditional_r50):
     """Catches a decoder whose widths differ from the description, e.g. the shared self-attention not
     at the configured width, or the LayerNorm after it not at 2C."""
@@ -170,6 +171,7 @@ def test_full_size_parameter_counts(config, branches, shared, width, conditional
     assert _num_params(model.query_init.mini_detector) == mini
 
 
+@pytest.mark.slow  # full-size models built and counted
 def test_full_size_task_aware_query_generator_parameter_count():
     model = instantiate(LazyConfig.load(f"{CONFIGS}/sd_detr_r50_50ep.py").model)
     c, m, roi = 256, 8, 7
@@ -179,6 +181,7 @@ def test_full_size_task_aware_query_generator_parameter_count():
     assert _num_params(model.query_init.task_aware) == 2 * per_branch
 
 
+@pytest.mark.slow  # full-size models built and counted
 def test_fvcore_counts_every_learned_op_of_the_eval_forward():
     from sd_detr.utils.flops import flop_count_analysis
 

@@ -25,6 +25,9 @@ def _num_params(module):
     return sum(p.numel() for p in module.parameters())
 
 
+pytestmark = pytest.mark.slow  # every Table 2-3 row built at full size, both widths (about 11 s)
+
+
 @pytest.fixture(scope="module")
 def counts():
     """{(row, width): (model parameters, decoder parameters)} of the full-size R50 configs."""

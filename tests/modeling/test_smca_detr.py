@@ -31,6 +31,7 @@ def _num_params(model):
 
 @pytest.mark.parametrize("name,stride", [("smca_detr_r50_12ep", 32), ("smca_detr_r50_50ep", 32),
                                          ("smca_detr_r50_dc5_12ep", 16), ("smca_detr_r50_dc5_50ep", 16)])
+@pytest.mark.slow  # full-size models built and counted
 def test_full_size_single_scale_parameter_count_equals_official(name, stride):
     model = instantiate(LazyConfig.load(f"{CONFIGS}/{name}.py").model)
     assert _num_params(model) == SMCA_SINGLE_SCALE_PARAMS[80]
@@ -38,6 +39,7 @@ def test_full_size_single_scale_parameter_count_equals_official(name, stride):
     assert model.query_init.num_queries == 300 and len(model.decoder.layers) == 6 and len(model.encoder.layers) == 6
 
 
+@pytest.mark.slow  # full-size models built and counted
 def test_full_size_single_scale_with_the_official_92_way_head_has_the_official_count():
     cfg = LazyConfig.load(f"{CONFIGS}/smca_detr_r50_50ep.py")
     cfg.model.num_classes = 92
@@ -45,6 +47,7 @@ def test_full_size_single_scale_with_the_official_92_way_head_has_the_official_c
 
 
 @pytest.mark.parametrize("name", ["smca_detr_r50_multiscale_12ep", "smca_detr_r50_multiscale_50ep"])
+@pytest.mark.slow  # full-size models built and counted
 def test_full_size_multiscale_model_is_the_papers_design(name):
     model = instantiate(LazyConfig.load(f"{CONFIGS}/{name}.py").model)
     assert _num_params(model) == SMCA_MULTI_SCALE_PARAMS_80
@@ -169,6 +172,7 @@ def test_official_post_processing_keeps_top_300():
 
 
 @pytest.mark.parametrize("name", ["smca_detr_r50_50ep", "smca_detr_r50_multiscale_50ep"])
+@pytest.mark.slow  # full-size models built and counted
 def test_fvcore_traces_the_eval_forward_and_counts_every_level(name):
     # tools/benchmark.py's GFLOPs: under tracing ImageList's sizes are tensors (the multi-scale encode
     # once failed on them)

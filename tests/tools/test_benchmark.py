@@ -33,6 +33,7 @@ def test_interleaved_rounds_time_every_model_and_the_first_config_is_the_unit():
     assert rows[1]["relative"] == pytest.approx(expected)
 
 
+@pytest.mark.slow  # a benchmark subprocess
 def test_benchmark_command_writes_params_flops_and_interleaved_latency_to_markdown(tmp_path):
     md = tmp_path / "bench.md"
     benchmark.main(["--config-file", *TINY, "--size", "256", "384", "--threads", "1", "--iters", "2", "--warmup", "1",
@@ -100,6 +101,7 @@ def test_explicit_size_and_batch_win_over_the_preset(argv, size, batch):
     assert (args.size, args.batch) == (size, batch)
 
 
+@pytest.mark.slow  # a benchmark subprocess
 def test_preset_reaches_the_measuring_process_and_the_user_size_wins(tmp_path):
     """Bug caught: the parent's --preset not passed to the child (the flops child would build the tiny
     model) or the preset's 320x320 overriding the user's --size."""
@@ -151,6 +153,7 @@ def test_interleaved_train_times_a_training_step_of_every_model_in_rotating_roun
     assert rows[1]["interleaved_train_min_s"] == min(t1)
 
 
+@pytest.mark.slow  # a benchmark subprocess
 def test_benchmark_command_writes_the_interleaved_training_columns(tmp_path):
     md = tmp_path / "bench.md"
     benchmark.main(["--config-file", *TINY, "--size", "64", "96", "--threads", "1", "--iters", "2", "--warmup", "1",

@@ -11,6 +11,8 @@ from sd_detr.checkpoint import DETRCheckpointer
 from ..export.helpers import build, config_path, image
 from ..utils import REPO
 
+pytestmark = pytest.mark.slow  # an ONNX export
+
 
 def _load_tool(name):
     spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "tools", f"{name}.py"))

@@ -77,6 +77,7 @@ def test_report_lists_every_run_with_its_verdict_and_the_benchmark_rows():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU path")
+@pytest.mark.slow  # subprocesses
 def test_without_cuda_the_script_says_so_and_exits_2_and_the_dry_run_prints_the_plan():
     proc = subprocess.run(["bash", "tools/gpu_check.sh", "--skip", "tests"], cwd=REPO, capture_output=True, text=True,
                           env=dict(os.environ, SD_DETR_PYTHON=sys.executable))
@@ -95,6 +96,7 @@ def test_benchmark_refuses_amp_without_cuda(capsys):
     assert "--amp needs a CUDA device" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a benchmark subprocess
 def test_benchmark_json_output_holds_the_rows(tmp_path):
     import benchmark
 

@@ -3,6 +3,8 @@ messages reach ``output_dir/log.txt`` and the console, those logged while the co
 ``--resume`` of a finished run says that there is nothing to train."""
 import os
 
+import pytest
+
 from sd_detr.data.synthetic import generate_synthetic_dataset
 
 from ..utils import REPO, run_train_tool
@@ -13,6 +15,7 @@ FEW_ITERS = ["train.max_iter=2", "lr_multiplier.milestones=[1,2]", "train.log_pe
              "dataloader.test.num_workers=0"]
 
 
+@pytest.mark.slow  # two runs of the train tool
 def test_sd_detr_messages_reach_log_txt_and_resume_of_a_finished_run_says_so(tmp_path):
     """Catches the ``sd_detr`` logger left without handlers (its info lines vanish, its warnings reach only
     stderr through Python's last-resort handler and never log.txt), and records logged before

@@ -38,6 +38,7 @@ def write_dataset(root, name, num_images=3, degenerate=False):
     return f"{json_file}:{folder}"
 
 
+@pytest.mark.slow  # a run of the train tool
 def test_dataset_flags_train_and_evaluate_on_own_coco_data_with_its_classes(tmp_path, synthetic_root):
     """Catches flags that are parsed but not applied (the synthetic data would be used: 5 classes),
     num_classes left at the config's value in the model or the criterion (the run would fail or build
@@ -66,6 +67,7 @@ def test_dataset_flags_train_and_evaluate_on_own_coco_data_with_its_classes(tmp_
     assert f"{tmp_path / 'train.json'}" in saved and f"{tmp_path / 'val.json'}" in saved
 
 
+@pytest.mark.slow  # a python start-up of the train tool
 def test_option_after_the_overrides_is_an_error_saying_where_options_go(tmp_path):
     """argparse swallows options after the first key=value into the overrides; say so instead of a
     "not of the form key=value" error or a silently ignored flag."""

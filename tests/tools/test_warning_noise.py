@@ -8,6 +8,8 @@ import pytest
 
 from ..utils import REPO
 
+pytestmark = pytest.mark.slow  # a python start-up per tool (about 35 s)
+
 
 def _env():
     env = dict(os.environ, OMP_NUM_THREADS="1")

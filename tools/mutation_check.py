@@ -595,11 +595,27 @@ def repository_files(repo: str) -> List[str]:
     return [p for p in out.split("\0") if p and os.path.isfile(os.path.join(repo, p))]
 
 
+MODEL_ZOO_LINKS = os.path.join("sd_detr", "model_zoo", "configs")
+
+
 def copy_repository(repo: str, dst: str) -> None:
+    """Copy the working tree's files, and the git-ignored model-zoo links setup.py makes
+    (``sd_detr/model_zoo/configs/<name>`` -> ``../../../configs/<name>`` or ``.../projects/<p>/configs``):
+    relative links, so the copy's point to the copy's own config folders."""
     for rel in repository_files(repo):
         target = os.path.join(dst, rel)
         os.makedirs(os.path.dirname(target), exist_ok=True)
         shutil.copy2(os.path.join(repo, rel), target)
+    links = os.path.join(repo, MODEL_ZOO_LINKS)
+    if not os.path.isdir(links):
+        raise MutationError(f"{links} is missing: install the checkout once (`pip install -e .`), which makes it")
+    os.makedirs(os.path.join(dst, MODEL_ZOO_LINKS), exist_ok=True)
+    for name in sorted(os.listdir(links)):
+        source = os.path.join(links, name)
+        if os.path.islink(source) and not os.path.isabs(os.readlink(source)):
+            os.symlink(os.readlink(source), os.path.join(dst, MODEL_ZOO_LINKS, name))
+        elif os.path.isdir(source):
+            shutil.copytree(source, os.path.join(dst, MODEL_ZOO_LINKS, name))
 
 
 def replace_tests(repo: str, dst: str, rev: str) -> None:

@@ -198,3 +198,18 @@ def test_every_mutants_tests_are_in_the_fast_tier():
             if module_slow or (name and name in funcs) or (not name and funcs):
                 offenders.append(f"{m.name}: {test}")
     assert not offenders, "tests of mutants marked slow:\n  " + "\n  ".join(offenders)
+
+
+def test_the_copy_has_the_model_zoo_links_pointing_into_the_copy(tmp_path):
+    """The copy's sd_detr must find its configs (sd_detr.model_zoo): the git-ignored links setup.py makes are
+    recreated there, and they resolve to the copy's own config folders, not the working tree's (a mutant of
+    a config would otherwise be tested against the original)."""
+    dst = tmp_path / "repo"
+    mc.copy_repository(REPO, str(dst))
+    links = dst / "sd_detr" / "model_zoo" / "configs"
+    names = sorted(os.listdir(links))
+    assert "common" in names and "sd_detr" in names, names
+    for name in names:
+        resolved = os.path.realpath(links / name)
+        assert resolved.startswith(os.path.realpath(dst) + os.sep), (name, resolved)
+    assert (links / "sd_detr" / "sd_detr_r50_12ep.py").is_file()

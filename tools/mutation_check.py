@@ -137,8 +137,11 @@ MUTANTS: List[Mutant] = [
            "(e) yacs: TAL_ALPHA and TAL_BETA swapped on the way to the loss", function="SDDETR.TAL_KEYS"),
     Mutant("sd_tal_gamma_ignored", SDM, '"TAL_GAMMA": ("criterion.class_loss.gamma",)}', "}", SD_META,
            "(e) yacs: TAL_GAMMA ignored (the model file's 2 used)", function="SDDETR.TAL_KEYS"),
-    Mutant("yacs_dropout_reaches_the_encoder_only", BUILD, '"DROPOUT": ("encoder.dropout", "decoder.dropout"),',
-           '"DROPOUT": ("encoder.dropout",),', YACS, "yacs: a MODEL.DETR key set on one of its two places only",
+    # Re-planted 2026-12-07: the encoder-only variant became equivalent once every model file's decoder reads
+    # the encoder's dropout (${..encoder.dropout}, 413a77e): the decoder follows the encoder anyway. Set on the
+    # decoder only, the key leaves the encoder at the file's value.
+    Mutant("yacs_dropout_reaches_the_decoder_only", BUILD, '"DROPOUT": ("encoder.dropout", "decoder.dropout"),',
+           '"DROPOUT": ("decoder.dropout",),', YACS, "yacs: a MODEL.DETR key set on one of its two places only",
            function="DETR_KEYS"),
     Mutant("yacs_backbone_built_out_of_the_files_order", BUILD,
            "    for name in model.keys():", "    for name in reversed(list(model.keys())):", YACS,

@@ -3,6 +3,7 @@ path below the model zoo, ``"common/train.py"`` for ``configs/common/train.py`` 
 ``"<project>/..."`` for ``projects/<project>/configs/...``, e.g. ``"sd_detr/sd_detr_r50_12ep.py"``,
 ``"sd_detr/ablations/table2_dfl.py"``, ``"conditional_detr/yacs/conditional_detr_r50_12ep.yaml"``,
 ``"sd_detr/models/sd_detr_r50.py"``. :func:`list_configs` gives them all."""
+from .detectors import Detector, detector_names, detectors
 from .model_zoo import UnknownConfigError, get_config, get_config_file, list_configs
 
-__all__ = ["UnknownConfigError", "get_config", "get_config_file", "list_configs"]
+__all__ = ["Detector", "UnknownConfigError", "detector_names", "detectors", "get_config", "get_config_file", "list_configs"]

@@ -14,6 +14,7 @@ class ConditionalDETR(DETRDetector):
     config with ``MODEL.META_ARCHITECTURE = "ConditionalDETR"`` and the ``MODEL.DETR`` keys.
     """
 
+    TITLE = "Conditional DETR"  # the name tables and reports print (sd_detr.model_zoo.detectors)
     MODEL_FILE = "conditional_detr/models/conditional_detr_r50.py"
 
     @configurable

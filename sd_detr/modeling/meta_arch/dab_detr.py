@@ -17,6 +17,7 @@ class DABDETR(DETRDetector):
     :func:`sd_detr.config.add_dab_detr_config`.
     """
 
+    TITLE = "DAB-DETR"  # the name tables and reports print (sd_detr.model_zoo.detectors)
     MODEL_FILE = "dab_detr/models/dab_detr_r50.py"
     # MODEL.DAB_DETR.<KEY> -> its places in the model config
     YACS_KEYS = {

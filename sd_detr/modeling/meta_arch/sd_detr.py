@@ -37,6 +37,7 @@ class SDDETR(DETRDetector):
     :func:`sd_detr.config.add_sd_detr_config`.
     """
 
+    TITLE = "SD-DETR"  # the name tables and reports print (sd_detr.model_zoo.detectors)
     MODEL_FILE = "sd_detr/models/sd_detr_r50.py"
     # MODEL.SD_DETR.<KEY> -> its places in the model config (DECODER, TASK_AWARE_QUERIES,
     # TASK_ALIGNMENT_LOSS and REPEAT_LAST_LAYER switch parts: lazy_model_from_yacs)

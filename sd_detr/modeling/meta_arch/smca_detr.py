@@ -28,6 +28,7 @@ class SMCADETR(DETRDetector):
     :func:`sd_detr.config.add_smca_detr_config`'s ``MODEL.SMCA_DETR`` keys.
     """
 
+    TITLE = "SMCA-DETR"  # the name tables and reports print (sd_detr.model_zoo.detectors)
     MODEL_FILE = "smca_detr/models/smca_detr_r50.py"
     MULTI_SCALE_MODEL_FILE = "smca_detr/models/smca_detr_r50_multiscale.py"
     # MODEL.SMCA_DETR.<KEY> -> its places in the model config

@@ -22,7 +22,8 @@ Examples:
       --dataset-train train.json:images/train --dataset-val val.json:images/val train.output_dir=output/mine
   # several CPU processes (or GPUs, or machines) with torchrun: gloo on CPU, NCCL on GPU
   torchrun --nproc_per_node 2 tools/lazyconfig_train_net.py --config-file ...
-  # several machines with Detectron2's launcher (CUDA)
+  # several machines with Detectron2's launcher: the same command on each, its own --machine-rank, and the
+  # address of machine 0 (CUDA: NCCL, --num-gpus GPUs per machine; no CUDA: gloo, --num-gpus CPU processes)
   python tools/lazyconfig_train_net.py --num-gpus 8 --num-machines 2 --machine-rank 0 \\
       --dist-url tcp://MASTER_IP:PORT --config-file ...
 """
@@ -35,14 +36,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 import sd_detr  # noqa: E402,F401  (first: registers the models, quiets import-time warnings)
 
 from detectron2.config import LazyConfig  # noqa: E402
-from detectron2.engine import default_argument_parser, default_setup, launch  # noqa: E402
+from detectron2.engine import default_argument_parser, default_setup  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from sd_detr.config import check_override_keys  # noqa: E402
 from sd_detr.data import apply_custom_datasets  # noqa: E402
 from sd_detr.engine import do_eval_only, do_train  # noqa: E402
-from sd_detr.engine.distributed import init_torchrun_process_group, launched_by_torchrun  # noqa: E402
+from sd_detr.engine.distributed import (  # noqa: E402
+    check_launch_args, init_torchrun_process_group, launch, launched_by_torchrun,
+)
 from sd_detr.engine.output_dir import check_fresh_output_dir, lock_output_dir  # noqa: E402
 
 logger = logging.getLogger("sd_detr")
@@ -128,10 +131,10 @@ if __name__ == "__main__":
         init_torchrun_process_group()
         main(args)
     else:
-        import torch
-
-        if args.num_gpus * args.num_machines > 1 and not torch.cuda.is_available():
-            sys.exit("--num-gpus/--num-machines need CUDA; for several CPU processes use "
-                     "`torchrun --nproc_per_node N tools/lazyconfig_train_net.py ...`")
+        try:
+            check_launch_args(args.num_gpus, args.num_machines, args.machine_rank, args.dist_url)
+        except ValueError as e:
+            sys.exit(f"lazyconfig_train_net.py: {e}")
+        # Detectron2's launcher; without CUDA, --num-gpus is the number of CPU processes per machine (gloo)
         launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
                dist_url=args.dist_url, args=(args,))

@@ -11,7 +11,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from ..layers.linear import Linear
+from ..layers.linear import Linear, branch_linear, linear
 from .core import multi_head_attention, split_heads
 
 
@@ -144,3 +144,59 @@ def _part_attention(q: Tensor, k: Tensor, num_heads: int, head_dim: int, key_pad
     if key_padding_mask is not None:
         logits = logits.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
     return logits.softmax(-1)
+
+
+def can_batch_cross_attention(modules) -> bool:
+    """Whether G :class:`ConditionalCrossAttention` can run as one :func:`branch_cross_attention`: same
+    heads, width, dropout and speed-up flags, no query-position projection (SD-DETR's layers) and no
+    attention recording (which keeps per-module maps)."""
+    m0 = modules[0]
+    return all(isinstance(m, ConditionalCrossAttention) and m.qpos_proj is None and not m.record_attention
+               and m.nhead == m0.nhead and m.dropout == m0.dropout and m.value_padding == m0.value_padding
+               and m.qcontent_proj.weight.shape == m0.qcontent_proj.weight.shape
+               and m.qcontent_proj.onednn_linear == m0.qcontent_proj.onednn_linear for m in modules)
+
+
+def branch_cross_attention(modules, query: Tensor, memory: Tensor, memory_pos: Tensor, query_sine_embed: Tensor,
+                           key_padding_mask: Optional[Tensor] = None) -> Tensor:
+    """G conditional cross-attentions (one per decoder branch, own weights) on one memory, as one
+    computation: ``modules[g](query[g], memory, memory_pos, query_sine_embed[g], key_padding_mask=...)``
+    for every g, stacked.
+
+    - query-side projections (content, spatial, output): batched products over the branch dimension
+      (:func:`~sd_detr.layers.branch_linear`);
+    - memory-side projections (key content and value of every branch on ``memory``, key position on
+      ``memory_pos``): one product each with the branches' weights concatenated along the output, since
+      the branches share their input;
+    - the attention: one SDPA call with the branches folded into the batch ([G * B, H, Q, N]).
+
+    Args:
+        modules: G :class:`ConditionalCrossAttention` (checked by :func:`can_batch_cross_attention`).
+        query, query_sine_embed: [G, B, Q, C]; memory, memory_pos: [B, N, C]; key_padding_mask: [B, N].
+    Returns: [G, B, Q, C] (before residual and norm), equal to the per-module calls to float rounding.
+    """
+    g, bsz, nq, c = query.shape
+    n = memory.shape[1]
+    m0 = modules[0]
+    h, onednn = m0.nhead, m0.qcontent_proj.onednn_linear
+    q_content = branch_linear(query, [m.qcontent_proj.weight for m in modules],
+                              [m.qcontent_proj.bias for m in modules], onednn)
+    q_spatial = branch_linear(query_sine_embed, [m.qpos_sine_proj.weight for m in modules],
+                              [m.qpos_sine_proj.bias for m in modules], onednn)
+    # memory side: [B, N, 2 G C] = [k_content of each branch | value of each branch], [B, N, G C] k_pos
+    kv = linear(memory, torch.cat([m.kcontent_proj.weight for m in modules] + [m.v_proj.weight for m in modules]),
+                torch.cat([m.kcontent_proj.bias for m in modules] + [m.v_proj.bias for m in modules]), onednn)
+    k_pos = linear(memory_pos, torch.cat([m.kpos_proj.weight for m in modules]),
+                   torch.cat([m.kpos_proj.bias for m in modules]), onednn)
+
+    def fold(x: Tensor) -> Tensor:  # [B, N, G * C] -> [G * B, N, C], branch-major as the queries
+        return x.view(bsz, n, g, c).permute(2, 0, 1, 3).reshape(g * bsz, n, c)
+
+    k_content, v = kv.split(g * c, dim=-1)
+    q = _concat_heads(q_content.reshape(g * bsz, nq, c), q_spatial.reshape(g * bsz, nq, c), h)
+    k = _concat_heads(fold(k_content), fold(k_pos), h)
+    mask = None if key_padding_mask is None else key_padding_mask.repeat(g, 1)
+    out, _ = multi_head_attention(q, k, fold(v), h, key_padding_mask=mask,
+                                  dropout_p=m0.dropout if m0.training else 0.0, pad_values=m0.value_padding)
+    return branch_linear(out.view(g, bsz, nq, c), [m.out_proj.weight for m in modules],
+                         [m.out_proj.bias for m in modules], onednn)

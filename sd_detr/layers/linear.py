@@ -57,3 +57,38 @@ class Linear(nn.Linear):
 
     def forward(self, x: Tensor) -> Tensor:
         return linear(x, self.weight, self.bias, onednn=self.onednn_linear)
+
+
+def branch_linear(x: Tensor, weights, biases, onednn: bool = False) -> Tensor:
+    """G linear layers of equal shape applied to their own inputs as one batched matrix product (the
+    branches of SD-DETR's decoder, issue 24).
+
+    Args:
+        x: [G, ..., C_in], slice g the input of layer g.
+        weights: G tensors [C_out, C_in]; biases: G tensors [C_out] (or None: no bias).
+        onednn: the layers' ``onednn_linear`` flag: when set and :func:`linear` would take oneDNN, each
+            slice runs as its own oneDNN 1x1 convolution (oneDNN has no batched form of it).
+    Returns:
+        [G, ..., C_out]; slice g equals ``F.linear(x[g], weights[g], biases[g])`` to float rounding.
+
+    The weights are stacked at every call (``torch.stack`` is differentiable, so each layer keeps its
+    own parameters and state-dict key; the copy is small next to the product).
+    """
+    g, lead, c_in = x.shape[0], x.shape[1:-1], x.shape[-1]
+    if onednn and _onednn_eligible(x, weights[0]):
+        outs = [linear(x[i], weights[i], None if biases is None else biases[i], onednn=True) for i in range(g)]
+        return torch.stack(outs)
+    w = torch.stack(list(weights)).transpose(1, 2)  # [G, C_in, C_out]
+    flat = x.reshape(g, -1, c_in)
+    if biases is None:
+        y = torch.bmm(flat, w)
+    else:
+        y = torch.baddbmm(torch.stack(list(biases)).unsqueeze(1), flat, w)
+    return y.view(g, *lead, w.shape[-1])
+
+
+def _onednn_eligible(x: Tensor, weight: Tensor) -> bool:
+    """Whether :func:`linear` with ``onednn=True`` takes the oneDNN path for this input (its tests)."""
+    return not (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()
+                or x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32
+                or x.numel() == 0 or not torch.backends.mkldnn.is_available())

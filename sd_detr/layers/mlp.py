@@ -1,10 +1,11 @@
 """Multi-layer perceptrons: the box/reference heads (``MLP``) and the transformer feed-forward block."""
 from typing import Callable, Union
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .linear import Linear
+from .linear import Linear, branch_linear
 
 
 def get_activation(name: Union[str, Callable]) -> Callable:
@@ -60,3 +61,75 @@ class FFN(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         y = self.linear2(self.dropout(self.activation(self.linear1(x))))
         return self.norm(x + self.dropout_out(y))
+
+
+def branch_layer_norm(x: Tensor, norms) -> Tensor:
+    """G LayerNorms over the last dim applied to their own slices: x [G, ..., C] -> [G, ..., C].
+
+    One ``F.layer_norm`` without affine, then each slice's own weight and bias (stacked at the call;
+    the modules keep their parameters). ``norms``: G :class:`torch.nn.LayerNorm` of equal shape and eps.
+    """
+    n0 = norms[0]
+    y = F.layer_norm(x, n0.normalized_shape, None, None, n0.eps)
+    if not n0.elementwise_affine:
+        return y
+    shape = (len(norms),) + (1,) * (x.dim() - 2) + (x.shape[-1],)
+    w = torch.stack([n.weight for n in norms]).view(shape)
+    if n0.bias is None:
+        return y * w
+    return torch.addcmul(torch.stack([n.bias for n in norms]).view(shape), y, w)
+
+
+def same_layer_norms(norms) -> bool:
+    """Whether G LayerNorms can run as one :func:`branch_layer_norm` (same shape, eps and affine form)."""
+    n0 = norms[0]
+    return all(isinstance(n, nn.LayerNorm) and n.normalized_shape == n0.normalized_shape and n.eps == n0.eps
+               and n.elementwise_affine == n0.elementwise_affine and (n.bias is None) == (n0.bias is None)
+               for n in norms)
+
+
+def branch_ffn(x: Tensor, ffns) -> Tensor:
+    """G :class:`FFN` blocks applied to their own slices as batched products: x [G, ..., C] -> [G, ..., C].
+
+    The dropout modules of the first FFN are used for all slices (one call on the stack: the masks are
+    drawn at once, so they differ from G separate calls; :func:`same_ffns` checks the rates agree).
+    """
+    f0 = ffns[0]
+    onednn = f0.linear1.onednn_linear
+    h = branch_linear(x, [f.linear1.weight for f in ffns], [f.linear1.bias for f in ffns], onednn)
+    h = f0.dropout(f0.activation(h))
+    y = branch_linear(h, [f.linear2.weight for f in ffns], [f.linear2.bias for f in ffns], onednn)
+    return branch_layer_norm(x + f0.dropout_out(y), [f.norm for f in ffns])
+
+
+def same_ffns(ffns) -> bool:
+    """Whether G :class:`FFN` blocks can run as one :func:`branch_ffn`: same shapes, dropout rates, a
+    parameterless activation (a learned PReLU is per block) and norms."""
+    f0 = ffns[0]
+    return (all(isinstance(f, FFN) for f in ffns)
+            and not isinstance(f0.activation, nn.Module)
+            and all(f.activation is f0.activation for f in ffns)
+            and all(f.linear1.weight.shape == f0.linear1.weight.shape and f.dropout.p == f0.dropout.p
+                    and f.dropout_out.p == f0.dropout_out.p and f.linear1.onednn_linear == f0.linear1.onednn_linear
+                    for f in ffns)
+            and same_layer_norms([f.norm for f in ffns]))
+
+
+def branch_mlp(x: Tensor, mlps) -> Tensor:
+    """G :class:`MLP` of equal shapes applied to their own slices: x [G, ..., C_in] -> [G, ..., C_out]
+    (:func:`branch_linear` per layer, ReLU between)."""
+    last = len(mlps[0].layers) - 1
+    onednn = mlps[0].layers[0].onednn_linear
+    for i in range(last + 1):
+        x = branch_linear(x, [m.layers[i].weight for m in mlps], [m.layers[i].bias for m in mlps], onednn)
+        if i < last:
+            x = F.relu(x)
+    return x
+
+
+def same_mlps(mlps) -> bool:
+    """Whether G :class:`MLP` can run as one :func:`branch_mlp` (same layer shapes and oneDNN flags)."""
+    m0 = mlps[0]
+    return all(isinstance(m, MLP) and len(m.layers) == len(m0.layers)
+               and all(a.weight.shape == b.weight.shape and a.onednn_linear == b.onednn_linear
+                       for a, b in zip(m.layers, m0.layers)) for m in mlps)

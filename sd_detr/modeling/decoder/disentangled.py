@@ -36,8 +36,10 @@ from typing import List, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from ...attention import ConditionalCrossAttention, ConditionalSelfAttention
-from ...layers import FFN, MLP, inverse_sigmoid, sine_embedding
+from ...attention import (ConditionalCrossAttention, ConditionalSelfAttention, branch_cross_attention,
+                          can_batch_cross_attention)
+from ...layers import (FFN, MLP, branch_ffn, branch_layer_norm, branch_mlp, inverse_sigmoid, same_ffns,
+                       same_layer_norms, same_mlps, sine_embedding)
 from ..structures import DecoderOutput, EncoderMemory, Queries, self_attn_bias
 
 # width of the attention inside a self-attention: C ("model") or that of its input ("full": 2C when shared)
@@ -54,6 +56,13 @@ class DisentangledDecoderLayer(nn.Module):
 
     ``self_attn_width``: ``"model"`` (attention at C channels) or ``"full"`` (at the width of the
     self-attention's input: 2C for the shared one); see the module docstring.
+
+    ``batched_branches`` (attribute, default True; :func:`sd_detr.modeling.meta_arch.sd_detr.set_batched_branches`): with
+    two branches the cross-attentions, residual norms and FFNs of both run as one batched computation
+    ([2, B, Q, C] stacks, the per-branch weights stacked at each call; issue 24), equal to the per-branch
+    loop (False, the reference the tests compare with) to float rounding. With dropout in training the
+    stack draws one mask for both branches, so the random masks, not their distribution, differ from
+    the loop's. The per-branch modules and their parameters are those of the loop.
     """
 
     def __init__(self, d_model: int = 256, nhead: int = 8, dim_feedforward: int = 2048, dropout: float = 0.1,
@@ -81,6 +90,21 @@ class DisentangledDecoderLayer(nn.Module):
         self.dropout2 = nn.ModuleList(nn.Dropout(dropout) for _ in range(num_branches))
         self.norm2 = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(num_branches))
         self.ffn = nn.ModuleList(FFN(d_model, dim_feedforward, dropout, activation) for _ in range(num_branches))
+        self.batched_branches = True
+
+    def _can_batch(self) -> bool:
+        """Two or more branches whose cross-attention, dropout, norm and FFN settings agree (always so
+        when built here; a changed module, e.g. one recording its attention maps, takes the loop)."""
+        return (self.batched_branches and self.num_branches > 1 and can_batch_cross_attention(self.cross_attn)
+                and len({d.p for d in self.dropout2}) == 1 and same_layer_norms(self.norm2) and same_ffns(self.ffn))
+
+    def _branches_batched(self, tgts: List[Tensor], spatial: List[Tensor], mem: EncoderMemory) -> List[Tensor]:
+        """The per-branch part of the layer (cross-attention, residual + norm, FFN) on [G, B, Q, C] stacks."""
+        x = torch.stack(tgts)
+        ca = branch_cross_attention(self.cross_attn, x, mem.memory, mem.pos, torch.stack(spatial),
+                                    key_padding_mask=mem.mask)
+        x = branch_layer_norm(x + self.dropout2[0](ca), self.norm2)
+        return list(branch_ffn(x, self.ffn).unbind(0))
 
     def _self_attention(self, i: int, x: Tensor, pos: Tensor, bias: Optional[Tensor]) -> Tensor:
         return self.norm1[i](x + self.dropout1[i](self.self_attn[i](x, pos, bias)))
@@ -92,6 +116,8 @@ class DisentangledDecoderLayer(nn.Module):
             tgts = list(joint.split(self.d_model, dim=-1))
         else:
             tgts = [self._self_attention(b, t, p, self_attn_bias) for b, (t, p) in enumerate(zip(tgts, query_pos))]
+        if self._can_batch():
+            return self._branches_batched(tgts, spatial, mem)
         out = []
         for b, tgt in enumerate(tgts):
             ca = self.cross_attn[b](tgt, mem.memory, mem.pos, spatial[b], key_padding_mask=mem.mask)
@@ -148,6 +174,7 @@ class DisentangledDecoder(nn.Module):
         self.reference_eps = reference_eps
         self.query_scale = nn.ModuleList(MLP(d_model, d_model, d_model, 2) for _ in range(nb))
         self.norm = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(nb))
+        self.batched_branches = True  # the branches' query scales and norms batched (see the layer)
         # Xavier for every matrix of the decoder, as the official DETR-family transformers.
         for p in self.parameters():
             if p.dim() > 1:
@@ -164,19 +191,29 @@ class DisentangledDecoder(nn.Module):
         offsets = queries.offsets
         tgts = [content[b] for b in self.branches]
         bias = self_attn_bias(queries.self_attn_mask, anchors.dtype)
+        batched = (self.batched_branches and len(self.branches) > 1 and same_mlps(self.query_scale)
+                   and same_layer_norms(self.norm))
         hidden = [[] for _ in self.branches]
         references, points = [], [[] for _ in self.branches]
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             centres = [anchors[..., :2] + offsets[b] if b in offsets else anchors[..., :2] for b in self.branches]
             centres = [c.clamp(0.0, 1.0) for c in centres]
-            query_pos = [sine_embedding(c, self.d_model // 2).to(anchors.dtype) for c in centres]
-            if i == 0:
-                spatial = query_pos
+            if batched:  # the branches' embeddings, query scales and norms on [G, B, Q, C] stacks
+                pos = sine_embedding(torch.stack(centres), self.d_model // 2).to(anchors.dtype)
+                query_pos = list(pos.unbind(0))
+                spatial = query_pos if i == 0 else list((pos * branch_mlp(torch.stack(tgts), self.query_scale)).unbind(0))
             else:
-                spatial = [p * self.query_scale[b](t) for b, (p, t) in enumerate(zip(query_pos, tgts))]
+                query_pos = [sine_embedding(c, self.d_model // 2).to(anchors.dtype) for c in centres]
+                if i == 0:
+                    spatial = query_pos
+                else:
+                    spatial = [p * self.query_scale[b](t) for b, (p, t) in enumerate(zip(query_pos, tgts))]
             tgts = layer(tgts, query_pos, spatial, mem, bias)
-            normed = [self.norm[b](t) for b, t in enumerate(tgts)]
+            if batched:
+                normed = list(branch_layer_norm(torch.stack(tgts), self.norm).unbind(0))
+            else:
+                normed = [self.norm[b](t) for b, t in enumerate(tgts)]
             for b in range(len(self.branches)):
                 hidden[b].append(normed[b])
                 points[b].append(centres[b])

@@ -28,6 +28,20 @@ DECODER_LAYOUTS = {
 }
 
 
+def set_batched_branches(model, enabled: bool = True) -> int:
+    """Run SD-DETR's two branches as one batched computation (True, the default of every part) or one
+    after the other (False: the per-branch reference the tests compare with; issue 24).
+
+    Sets the ``batched_branches`` attribute of every module of ``model`` that has one (the disentangled
+    decoder and its layers, the mini-detector, task-aware query generation); per model, never
+    process-wide. Returns the number of modules set.
+    """
+    modules = [m for m in model.modules() if isinstance(getattr(m, "batched_branches", None), bool)]
+    for m in modules:
+        m.batched_branches = bool(enabled)
+    return len(modules)
+
+
 @META_ARCH_REGISTRY.register()
 class SDDETR(DETRDetector):
     """SD-DETR: mini-detector anchors -> task-aware queries -> disentangled decoder.

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Optional, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...layers import MLP, Linear, inverse_sigmoid
@@ -47,6 +48,50 @@ def conv_tower(channels: int, num_convs: int, norm_groups: int) -> nn.Sequential
         nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")  # mmcv ConvModule.init_weights
         layers += [conv, nn.GroupNorm(norm_groups, channels), nn.ReLU(inplace=True)]
     return nn.Sequential(*layers)
+
+
+def _tower_layers(tower: nn.Sequential):
+    """[(conv, norm)] of a :func:`conv_tower`, or None if it is not one (then it runs as it is)."""
+    mods = list(tower)
+    if len(mods) % 3 or not mods:
+        return None
+    out = []
+    for conv, norm, act in zip(mods[0::3], mods[1::3], mods[2::3]):
+        if not (type(conv) is nn.Conv2d and type(norm) is nn.GroupNorm and type(act) is nn.ReLU and conv.bias is None
+                and conv.groups == 1 and conv.kernel_size == (3, 3) and conv.padding == (1, 1)
+                and conv.stride == (1, 1) and conv.dilation == (1, 1) and norm.affine):
+            return None
+        out.append((conv, norm))
+    return out
+
+
+def can_batch_towers(towers) -> bool:
+    """Whether :func:`conv_tower` towers can run as one :func:`batched_towers` (same depth, widths,
+    GroupNorm groups and eps)."""
+    layers = [_tower_layers(t) for t in towers]
+    if any(ls is None for ls in layers) or len({len(ls) for ls in layers}) != 1:
+        return False
+    return all(len({(c.weight.shape, n.num_groups, n.eps) for c, n in step}) == 1 for step in zip(*layers))
+
+
+def batched_towers(towers, x: Tensor) -> Tensor:
+    """G :func:`conv_tower` towers on the same input as one stack of convolutions: x [B, C, H, W] ->
+    [B, G * C, H, W], channels [g C, (g + 1) C) tower g's output.
+
+    The first convolution is one with the towers' weights concatenated (G C output channels, shared
+    input); the later ones are grouped (``groups=G``: group g reads and writes tower g's channels).
+    GroupNorm over the G C channels with G x the groups: a group is ``C / groups`` consecutive
+    channels, so each group lies inside one tower and its statistics are that tower's GroupNorm's; the
+    affine parameters are the towers' concatenated. The towers keep their modules and parameters.
+    """
+    g = len(towers)
+    for step, pairs in enumerate(zip(*[_tower_layers(t) for t in towers])):
+        convs, norms = zip(*pairs)
+        x = F.conv2d(x, torch.cat([c.weight for c in convs]), None, padding=1, groups=1 if step == 0 else g)
+        x = F.group_norm(x, g * norms[0].num_groups, torch.cat([n.weight for n in norms]),
+                         torch.cat([n.bias for n in norms]), norms[0].eps)
+        x = F.relu(x)
+    return x
 
 
 @dataclass
@@ -95,6 +140,9 @@ class MiniDetector(nn.Module):
         self.anchor_size = anchor_size
         self.anchor_stride = anchor_stride
         self.reference_eps = reference_eps
+        # both towers as one stack of convolutions (:func:`batched_towers`); False: one after the other,
+        # the reference of the tests (sd_detr.modeling.meta_arch.sd_detr.set_batched_branches)
+        self.batched_branches = True
         nn.init.constant_(self.class_head.bias, -math.log((1 - prior_prob) / prior_prob))
         nn.init.zeros_(self.box_head.layers[-1].weight)
         nn.init.zeros_(self.box_head.layers[-1].bias)
@@ -113,8 +161,12 @@ class MiniDetector(nn.Module):
     def forward(self, mem: EncoderMemory) -> DenseDetections:
         memory = masked_memory(mem)
         x = mem.as_map(memory)
-        cls_feat = self.cls_tower(x).flatten(2).transpose(1, 2)
-        loc_feat = self.box_tower(x).flatten(2).transpose(1, 2)
+        towers = (self.cls_tower, self.box_tower)
+        if self.batched_branches and can_batch_towers(towers):
+            cls_feat, loc_feat = batched_towers(towers, x).flatten(2).transpose(1, 2).chunk(2, dim=-1)
+        else:
+            cls_feat = self.cls_tower(x).flatten(2).transpose(1, 2)
+            loc_feat = self.box_tower(x).flatten(2).transpose(1, 2)
         logits = self.class_head(cls_feat)
         prior = inverse_sigmoid(self.priors(mem), self.reference_eps).to(loc_feat.dtype)
         boxes = (self.box_head(loc_feat) + prior).sigmoid()

@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
-from ...layers import MLP, Linear, box_cxcywh_to_xyxy
+from ...layers import (MLP, Linear, box_cxcywh_to_xyxy, branch_layer_norm, branch_linear, branch_mlp, same_layer_norms,
+                       same_mlps)
 from ..structures import EncoderMemory, Queries
 from .mini_detector import feature_valid_sizes, masked_memory
 
@@ -168,6 +169,29 @@ class DiscriminativePointHead(nn.Module):
         return self.mlp(x).view(-1, self.num_points, 2).tanh()
 
 
+def can_batch_point_heads(heads) -> bool:
+    """Whether :class:`DiscriminativePointHead` heads can run as one :func:`batched_point_heads`."""
+    h0 = heads[0]
+    return all(type(h) is DiscriminativePointHead and len(h.reduce) == 2 and type(h.reduce[0]) is nn.Conv2d
+               and type(h.reduce[1]) is nn.ReLU and h.reduce[0].weight.shape == h0.reduce[0].weight.shape
+               and h.reduce[0].bias is not None and h.num_points == h0.num_points for h in heads) and same_mlps(
+        [h.mlp for h in heads])
+
+
+def batched_point_heads(heads, roi_features: Tensor) -> Tensor:
+    """G :class:`DiscriminativePointHead` on the same RoI features as one computation: [R, C, S, S] ->
+    [G, R, M, 2], slice g equal to ``heads[g](roi_features)`` to float rounding.
+
+    The 1x1 convolutions share their input: one convolution with the heads' weights concatenated
+    (G x ``point_channels`` outputs); the MLPs are batched products over the head dimension.
+    """
+    g, r = len(heads), roi_features.shape[0]
+    convs = [h.reduce[0] for h in heads]
+    x = F.relu(F.conv2d(roi_features, torch.cat([c.weight for c in convs]), torch.cat([c.bias for c in convs])))
+    x = x.view(r, g, -1).transpose(0, 1)  # [G, R, point_channels * S * S] in each head's flatten order
+    return branch_mlp(x, [h.mlp for h in heads]).view(g, r, heads[0].num_points, 2).tanh()
+
+
 class TaskAwareQueryGenerator(nn.Module):
     """Task-aware content queries and reference offsets of each decoder branch.
 
@@ -203,6 +227,16 @@ class TaskAwareQueryGenerator(nn.Module):
         })
         self.content_proj = nn.ModuleDict({b: Linear(d_model, d_model) for b in self.branches})
         self.content_norm = nn.ModuleDict({b: nn.LayerNorm(d_model) for b in self.branches})
+        # the branches' point heads, sampling and content updates as one computation (issue 24); False:
+        # one branch after the other, the tests' reference (sd_detr.modeling.meta_arch.sd_detr.set_batched_branches)
+        self.batched_branches = True
+
+    def _can_batch(self) -> bool:
+        return (self.batched_branches and len(self.branches) > 1
+                and can_batch_point_heads([self.point_heads[b] for b in self.branches])
+                and same_layer_norms([self.content_norm[b] for b in self.branches])
+                and len({self.content_proj[b].weight.shape for b in self.branches}) == 1
+                and len({self.content_proj[b].onednn_linear for b in self.branches}) == 1)
 
     def roi_features(self, feature_map: Tensor, anchors: Tensor, valid_sizes: Tensor) -> Tensor:
         """[B, C, H, W], [B, Q, 4] -> [B * Q, C, S, S] RoIAlign features of the anchor boxes."""
@@ -223,6 +257,8 @@ class TaskAwareQueryGenerator(nn.Module):
         rois = self.roi_features(feature_map, anchors, valid)
         centre, half = anchors[..., None, :2], anchors[..., None, 2:] / 2
         out = {"branch_content": dict(content), "offsets": {}, "points": {}}
+        if self._can_batch():
+            return dataclasses.replace(queries, **self._branches_batched(feature_map, rois, anchors, content, valid, out))
         for b in self.branches:
             delta = self.point_heads[b](rois).view(bsz, nq, self.num_points, 2)  # (-1, 1) half sides
             offsets = delta * half
@@ -232,3 +268,27 @@ class TaskAwareQueryGenerator(nn.Module):
             out["offsets"][b] = offsets.mean(dim=2)
             out["points"][b] = points
         return dataclasses.replace(queries, **out)
+
+    def _branches_batched(self, feature_map: Tensor, rois: Tensor, anchors: Tensor, content, valid: Tensor, out):
+        """The per-branch part of :meth:`forward` for all branches at once: point heads
+        (:func:`batched_point_heads`), one bilinear lookup of all branches' points (the branches folded
+        into the queries: [B, G * Q, M, 2]), batched content projections and norms."""
+        g, (bsz, nq), m = len(self.branches), anchors.shape[:2], self.num_points
+        heads = [self.point_heads[b] for b in self.branches]
+        delta = batched_point_heads(heads, rois).view(g, bsz, nq, m, 2)  # (-1, 1) half sides
+        offsets = delta * (anchors[..., None, 2:] / 2)
+        points = anchors[..., None, :2] + offsets  # [G, B, Q, M, 2]
+        folded = points.transpose(0, 1).reshape(bsz, g * nq, m, 2)
+        sampled = bilinear_sample(feature_map, folded, valid).mean(dim=2)  # [B, G * Q, C]
+        sampled = sampled.view(bsz, g, nq, -1).transpose(0, 1)  # [G, B, Q, C]
+        onednn = self.content_proj[self.branches[0]].onednn_linear
+        proj = branch_linear(sampled, [self.content_proj[b].weight for b in self.branches],
+                             [self.content_proj[b].bias for b in self.branches], onednn)
+        updated = branch_layer_norm(torch.stack([content[b] for b in self.branches]) + proj,
+                                    [self.content_norm[b] for b in self.branches])
+        mean_offsets = offsets.mean(dim=3)
+        for i, b in enumerate(self.branches):
+            out["branch_content"][b] = updated[i]
+            out["offsets"][b] = mean_offsets[i]
+            out["points"][b] = points[i]
+        return out

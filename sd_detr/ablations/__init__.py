@@ -6,10 +6,10 @@ from .runner import (TrainTool, budget_note, command, eval_command, eval_dir, fi
                      run_row, run_table, seeds_for, shell_line)
 from .stats import aggregate, compare, fmt, summarize
 from .tables import (METRICS, NEW_DOMAIN, NUCLEI_HELDOUT, NUCLEI_TRAIN, SEED_BASE, SYNTHETIC_VAL_SHIFT,
-                     SYNTHETIC_VAL_SHIFT_BACKGROUND, SYNTHETIC_VAL_SHIFT_OBJECTS, TABLES, Row, Table, table_detectors)
+                     SYNTHETIC_VAL_SHIFT_BACKGROUND, SYNTHETIC_VAL_SHIFT_OBJECTS, TABLES, Row, Table, make_tables, table_detectors)
 
 __all__ = ["METRICS", "NEW_DOMAIN", "NUCLEI_HELDOUT", "NUCLEI_TRAIN", "SEED_BASE", "SYNTHETIC_VAL_SHIFT",
            "SYNTHETIC_VAL_SHIFT_BACKGROUND", "SYNTHETIC_VAL_SHIFT_OBJECTS", "TABLES", "Row", "Table", "TrainTool",
-           "aggregate", "budget_note", "command", "compare", "eval_command", "eval_dir", "final_eval", "fmt",
+           "aggregate", "budget_note", "command", "compare", "eval_command", "eval_dir", "final_eval", "fmt", "make_tables",
            "list_text", "parse_copypaste", "render", "run_key", "run_row", "run_table", "run_tables", "seeds_for",
            "shell_line", "summarize", "table_detectors", "update_doc"]

@@ -9,6 +9,7 @@ import datetime
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -92,8 +93,10 @@ def eval_dir(output_dir: str, dataset: str) -> str:
 
 
 def shell_line(cmd: List[str], cwd: str) -> str:
-    """The command as a user types it in ``cwd`` (the clone): ``python``, and paths below ``cwd`` relative."""
-    return " ".join(["python", *(a.replace(cwd.rstrip(os.sep) + os.sep, "") for a in cmd[1:])])
+    """The command as a user types it in ``cwd`` (the clone): ``python``, and paths below ``cwd`` (an
+    argument, or a ``key=`` value) relative."""
+    below = re.compile(rf"(^|=){re.escape(cwd.rstrip(os.sep) + os.sep)}")
+    return " ".join(["python", *(below.sub(r"\1", a) for a in cmd[1:])])
 
 
 def parse_copypaste(text: str, task: str = "bbox") -> Optional[dict]:

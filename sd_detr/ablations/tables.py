@@ -63,10 +63,12 @@ def project_config(project: str, name: str) -> str:
     return f"projects/{project}/configs/{name}"
 
 
-def table_detectors():
-    """The detectors as the tables list them: the baselines in registration order, then SD-DETR (the
-    paper's detector last, as the tables have always printed it), as ``(title, project)`` pairs."""
-    return [(d.title, d.name) for d in sorted(detectors(), key=lambda d: d.name == "sd_detr")]
+def table_detectors(found=None):
+    """The detectors as the tables list them, ``(title, project)`` pairs: the baselines in registration
+    order, then SD-DETR (the paper's detector last, as the tables have always printed it). ``found``: a list
+    of :class:`sd_detr.model_zoo.Detector` (default :func:`sd_detr.model_zoo.detectors`)."""
+    found = detectors() if found is None else found
+    return [(d.title, d.name) for d in sorted(found, key=lambda d: d.name == "sd_detr")]
 
 
 # The nuclei of the `stardist` wheel, tiled by tools/make_stardist_nuclei_dataset.py (default output).
@@ -78,79 +80,86 @@ SD = "projects/sd_detr/configs"
 _BASELINE = Row("Baseline: Conditional DETR + mini-detector", f"{SD}/ablations/table2_baseline_tiny_synthetic.py", paper=41.7)
 _DFL = Row("+ DFL (split cross-attention)", f"{SD}/ablations/table2_dfl_tiny_synthetic.py", paper=43.1)
 _SD_DETR = f"{SD}/sd_detr_tiny_synthetic.py"
-_DETECTORS = table_detectors()
 # the two detectors whose own matches the assigner may keep as positives (an extra row each, not in the paper)
 _KEEP_OWN = ("conditional_detr", "dab_detr")
 
-TABLES: Dict[str, Table] = {
-    "sd_detr_table2": Table(
-        title="SD-DETR Table 2: components",
-        description="Each row adds one component (DFL: disentangled feature learning, shared self-attention "
-                    "and per-branch cross-attention; TAQ: task-aware query generation; TAL: task-alignment "
-                    "loss with each ground truth matched twice in all decoder layers but the last).",
-        paper_source="SD-DETR Table 2 (R50, 50 epochs, COCO val2017 AP)",
-        rows=[
-            _BASELINE,
-            _DFL,
-            Row("+ DFL + TAQ", f"{SD}/ablations/table2_taq_tiny_synthetic.py", paper=43.6),
-            Row("+ DFL + TAQ + TAL (SD-DETR)", _SD_DETR, paper=45.5),
-        ],
-    ),
-    "sd_detr_table3": Table(
-        title="SD-DETR Table 3: decoupling structures",
-        description="No task-aware queries and no task-alignment loss in any row (as Table 3's 43.1 = Table 2's "
-                    "+DFL row).",
-        paper_source="SD-DETR Table 3 (R50, 50 epochs, COCO val2017 AP)",
-        rows=[
-            Row("Baseline (shared decoder)", _BASELINE.config, paper=41.7),
-            Row("Split decoder (two complete decoders)", f"{SD}/ablations/table3_split_decoder_tiny_synthetic.py", paper=42.2),
-            Row("Split cross-attention (shared self-attention)", _DFL.config, paper=43.1),
-        ],
-    ),
-    "sd_detr_repeats": Table(
-        title="SD-DETR repeated positives: which decoder layers",
-        description="The full tiny SD-DETR (TAL) with each ground truth matched k times by the Hungarian "
-                    "matcher. Without NMS, k > 1 in the last layer trains two queries per object to score "
-                    "high, which may leave duplicates at inference; the default is the better row.",
-        rows=[
-            Row("k = 2 in layers 0-1, one-to-one in the last (default)", _SD_DETR),
-            Row("k = 2 in every layer", _SD_DETR, ("model.criterion.assigner.repeat_stages=null",)),
-            Row("k = 1 (one-to-one everywhere)", _SD_DETR, ("model.criterion.assigner.num_repeats=1",)),
-        ],
-    ),
-    "stage_assigner": Table(
-        title="StageInteractor's cross-stage label assigner, every detector",
-        description="Each tiny detector with its own assignment and with the cross-stage assigner (appendix J "
-                    "defaults: every stage, range [i-1, L], IoU >= 0.5; localisation from the stage's own "
-                    "match). SD-DETR keeps its repeated positives and task-alignment loss in both rows.",
-        paper_source="none: StageInteractor reports the assigner on AdaMixer and DINO (its Tables 1, 4), "
-                     "not on these detectors",
-        rows=[row for name, proj in _DETECTORS
-              for row in (Row(name, project_config(proj, f"{proj}_tiny_synthetic.py"), reference=name),
-                          Row(f"{name} + cross-stage assigner",
-                              project_config(proj, f"{proj}_tiny_synthetic_stage_assigner.py"), reference=name))]
-        + [Row(f"{name} + cross-stage assigner, own matches always positive (not in the paper)",
-               project_config(proj, f"{proj}_tiny_synthetic_stage_assigner.py"),
-               ("model.criterion.assigner.keep_own_matches=True",), reference=name)
-           for name, proj in _DETECTORS if proj in _KEEP_OWN],
-        # the question is what the assigner does to each detector, not how the detectors rank
-        compare_label="the detector alone",
-    ),
-    "stardist_nuclei": Table(
-        title="Real data: the nuclei image of the stardist wheel, four detectors from scratch",
-        description="The four tiny detectors (one class, ``num_classes`` from the JSON) trained from scratch on "
-                    "12 tiles of 128x128 px of stardist's bundled fluorescence image (99 nuclei, plus cut ones "
-                    "marked iscrowd) and evaluated on the 4 held-out tiles of its right-most column (25 "
-                    "nuclei), and on the training tiles themselves (fit vs generalisation). Data: "
-                    "`python tools/make_stardist_nuclei_dataset.py` (from the installed package or "
-                    "`--source` its wheel; nothing is downloaded).",
-        rows=[Row(name, project_config(proj, f"{proj}_tiny_synthetic.py"),
-                  args=("--dataset-train", NUCLEI_TRAIN, "--dataset-val", NUCLEI_HELDOUT))
-              for name, proj in _DETECTORS],
-        evals={"training-tiles": NUCLEI_TRAIN},
-        eval_metrics=METRICS,
-        main_eval="the 4 held-out tiles",
-        data_hint="make it with `python tools/make_stardist_nuclei_dataset.py` (needs the stardist package "
-                  "installed, `pip install --no-deps stardist==0.9.2`, or `--source` its wheel)",
-    ),
-}
+
+def make_tables(found=None) -> Dict[str, Table]:
+    """Every table by name; the per-detector tables (``stage_assigner``, ``stardist_nuclei``) list the
+    detectors of :func:`table_detectors` (``found``: as there)."""
+    dets = table_detectors(found)
+    return {
+        "sd_detr_table2": Table(
+            title="SD-DETR Table 2: components",
+            description="Each row adds one component (DFL: disentangled feature learning, shared self-attention "
+                        "and per-branch cross-attention; TAQ: task-aware query generation; TAL: task-alignment "
+                        "loss with each ground truth matched twice in all decoder layers but the last).",
+            paper_source="SD-DETR Table 2 (R50, 50 epochs, COCO val2017 AP)",
+            rows=[
+                _BASELINE,
+                _DFL,
+                Row("+ DFL + TAQ", f"{SD}/ablations/table2_taq_tiny_synthetic.py", paper=43.6),
+                Row("+ DFL + TAQ + TAL (SD-DETR)", _SD_DETR, paper=45.5),
+            ],
+        ),
+        "sd_detr_table3": Table(
+            title="SD-DETR Table 3: decoupling structures",
+            description="No task-aware queries and no task-alignment loss in any row (as Table 3's 43.1 = Table 2's "
+                        "+DFL row).",
+            paper_source="SD-DETR Table 3 (R50, 50 epochs, COCO val2017 AP)",
+            rows=[
+                Row("Baseline (shared decoder)", _BASELINE.config, paper=41.7),
+                Row("Split decoder (two complete decoders)", f"{SD}/ablations/table3_split_decoder_tiny_synthetic.py", paper=42.2),
+                Row("Split cross-attention (shared self-attention)", _DFL.config, paper=43.1),
+            ],
+        ),
+        "sd_detr_repeats": Table(
+            title="SD-DETR repeated positives: which decoder layers",
+            description="The full tiny SD-DETR (TAL) with each ground truth matched k times by the Hungarian "
+                        "matcher. Without NMS, k > 1 in the last layer trains two queries per object to score "
+                        "high, which may leave duplicates at inference; the default is the better row.",
+            rows=[
+                Row("k = 2 in layers 0-1, one-to-one in the last (default)", _SD_DETR),
+                Row("k = 2 in every layer", _SD_DETR, ("model.criterion.assigner.repeat_stages=null",)),
+                Row("k = 1 (one-to-one everywhere)", _SD_DETR, ("model.criterion.assigner.num_repeats=1",)),
+            ],
+        ),
+        "stage_assigner": Table(
+            title="StageInteractor's cross-stage label assigner, every detector",
+            description="Each tiny detector with its own assignment and with the cross-stage assigner (appendix J "
+                        "defaults: every stage, range [i-1, L], IoU >= 0.5; localisation from the stage's own "
+                        "match). SD-DETR keeps its repeated positives and task-alignment loss in both rows.",
+            paper_source="none: StageInteractor reports the assigner on AdaMixer and DINO (its Tables 1, 4), "
+                         "not on these detectors",
+            rows=[row for name, proj in dets
+                  for row in (Row(name, project_config(proj, f"{proj}_tiny_synthetic.py"), reference=name),
+                              Row(f"{name} + cross-stage assigner",
+                                  project_config(proj, f"{proj}_tiny_synthetic_stage_assigner.py"), reference=name))]
+            + [Row(f"{name} + cross-stage assigner, own matches always positive (not in the paper)",
+                   project_config(proj, f"{proj}_tiny_synthetic_stage_assigner.py"),
+                   ("model.criterion.assigner.keep_own_matches=True",), reference=name)
+               for name, proj in dets if proj in _KEEP_OWN],
+            # the question is what the assigner does to each detector, not how the detectors rank
+            compare_label="the detector alone",
+        ),
+        "stardist_nuclei": Table(
+            title="Real data: the nuclei image of the stardist wheel, four detectors from scratch",
+            description="The four tiny detectors (one class, ``num_classes`` from the JSON) trained from scratch on "
+                        "12 tiles of 128x128 px of stardist's bundled fluorescence image (99 nuclei, plus cut ones "
+                        "marked iscrowd) and evaluated on the 4 held-out tiles of its right-most column (25 "
+                        "nuclei), and on the training tiles themselves (fit vs generalisation). Data: "
+                        "`python tools/make_stardist_nuclei_dataset.py` (from the installed package or "
+                        "`--source` its wheel; nothing is downloaded).",
+            rows=[Row(name, project_config(proj, f"{proj}_tiny_synthetic.py"),
+                      args=("--dataset-train", NUCLEI_TRAIN, "--dataset-val", NUCLEI_HELDOUT))
+                  for name, proj in dets],
+            evals={"training-tiles": NUCLEI_TRAIN},
+            eval_metrics=METRICS,
+            main_eval="the 4 held-out tiles",
+            data_hint="make it with `python tools/make_stardist_nuclei_dataset.py` (needs the stardist package "
+                      "installed, `pip install --no-deps stardist==0.9.2`, or `--source` its wheel)",
+        ),
+    }
+
+
+TABLES: Dict[str, Table] = make_tables()

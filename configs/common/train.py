@@ -14,5 +14,9 @@ train = dict(
     # gradient clipping of the official recipes: total L2 norm 0.1 (Conditional DETR main.py:36)
     clip_grad=dict(enabled=True, max_norm=0.1, norm_type=2.0),
     seed=42,
+    # exponential moving average of the weights, as detrex's train.model_ema (sd_detr/engine/ema.py): updated
+    # after every step, saved in the checkpoints (model_ema, continued by --resume) and evaluated in place of
+    # the live weights; decay per iteration; device "" = beside the weights. Off for the paper configs.
+    model_ema=dict(enabled=False, decay=0.999, device="", use_ema_weights_for_eval_only=False),
     device="cuda" if torch.cuda.is_available() else "cpu",
 )

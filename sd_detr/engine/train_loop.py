@@ -4,6 +4,7 @@ does it, plus the DETR recipe (gradient clipping, backbone learning rate) and st
 Expected config attributes: ``model``, ``dataloader.{train,test,evaluator}``, ``optimizer``,
 ``lr_multiplier``, ``train`` (see ``configs/common/train.py``).
 """
+import contextlib
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ from ..checkpoint.checkpointer import estimate_saved_bytes
 from ..data.custom import apply_custom_datasets
 from ..data.checks import check_inputs_before_training
 from .distributed import create_ddp_model
+from .ema import EMAHook, ModelEMA, build_model_ema
 from .output_dir import (
     check_fresh_output_dir, clear_final_evaluation, final_evaluation_done, lock_output_dir, record_final_evaluation,
     unlock_output_dir,
@@ -31,26 +33,37 @@ from .accel import optimize_for_cpu
 logger = logging.getLogger("sd_detr")
 
 
-def build_writers(output_dir: str, max_iter: int):
-    """Console (with ETA) and metrics.json writers; TensorBoard too when it is installed."""
+def build_writers(output_dir: str, max_iter: int, start_iter: int = 0):
+    """Detectron2's default writers: the console (with ETA), ``output_dir/metrics.json`` and TensorBoard
+    events in ``output_dir`` (``events.out.tfevents.*``; ``tensorboard --logdir OUTPUT_DIR``). The set-up
+    installs ``tensorboard``; in an environment without it the events are skipped with a warning.
+
+    ``start_iter`` > 0 (a resumed run): TensorBoard drops the events of steps >= ``start_iter`` that the
+    killed run wrote after its last checkpoint (its ``purge_step``), as :func:`trim_metrics` does for
+    metrics.json, so each step is shown once."""
     writers = [CommonMetricPrinter(max_iter), JSONWriter(os.path.join(output_dir, "metrics.json"))]
     try:
-        from detectron2.utils.events import TensorboardXWriter
-
         import torch.utils.tensorboard  # noqa: F401  (needs the tensorboard package)
+    except ImportError as e:
+        logger.warning("no TensorBoard events: %s (install it: pip install tensorboard; scripts/setup_env.sh "
+                       "does)", e)
+        return writers
+    from detectron2.utils.events import TensorboardXWriter
 
-        writers.append(TensorboardXWriter(output_dir))
-    except ImportError:
-        pass
+    writers.append(TensorboardXWriter(output_dir, **({"purge_step": start_iter} if start_iter > 0 else {})))
     return writers
 
 
-def do_test(cfg, model):
-    """Run the test loader through the evaluator; prints and returns the results (main process)."""
+def do_test(cfg, model, ema: ModelEMA = None):
+    """Run the test loader through the evaluator; prints and returns the results (main process).
+    With ``ema`` (holding an average) the model is evaluated with the EMA weights, and its live weights are
+    back afterwards (:meth:`ModelEMA.swapped_in`)."""
     if "evaluator" not in cfg.dataloader:
         return {}
     evaluator = instantiate(cfg.dataloader.evaluator)
-    results = inference_on_dataset(model, instantiate(cfg.dataloader.test), evaluator)
+    swap = ema.swapped_in() if ema is not None and ema.has_state() else contextlib.nullcontext()
+    with swap:
+        results = inference_on_dataset(model, instantiate(cfg.dataloader.test), evaluator)
     if comm.is_main_process() and results:
         print_csv_format(results)
     return results
@@ -98,6 +111,7 @@ def _train(cfg, resume: bool):
     optimizer = instantiate(cfg.optimizer)
     train_loader = instantiate(cfg.dataloader.train)
     model = create_ddp_model(model, **cfg.train.ddp)
+    ema = build_model_ema(cfg, model)  # None unless train.model_ema.enabled
     clip = cfg.train.get("clip_grad", {"enabled": False})
     trainer = DETRTrainer(
         model, train_loader, optimizer,
@@ -105,19 +119,22 @@ def _train(cfg, resume: bool):
         clip_norm_type=clip.get("norm_type", 2.0),
         amp=cfg.train.amp.enabled,
     )
-    checkpointer = DETRCheckpointer(model, cfg.train.output_dir, optimizer=optimizer, trainer=trainer)
+    extra = {"model_ema": ema} if ema is not None else {}  # saved, and restored by --resume, with the model
+    checkpointer = DETRCheckpointer(model, cfg.train.output_dir, optimizer=optimizer, trainer=trainer, **extra)
     # A run's own last checkpoint must fit exactly; init weights (e.g. an ImageNet backbone) need not.
     checkpointer.strict = resume and checkpointer.has_checkpoint()
     # the hooks with state (LR scheduler) must be registered before the checkpoint restores them
     final = {}  # the last evaluation's results (EvalHook runs the final one in after_train)
 
-    def evaluate():
-        final["results"] = do_test(cfg, model)
+    def evaluate():  # with the EMA weights when train.model_ema is on
+        final["results"] = do_test(cfg, model, ema)
         return final["results"]
 
     trainer.register_hooks([
         hooks.IterationTimer(),
         hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
+        # before the evaluation and the checkpointer (registered below): they see this step's average
+        EMAHook(ema) if ema is not None else None,
         hooks.EvalHook(cfg.train.eval_period, evaluate),
     ])
     if resume and not checkpointer.has_checkpoint():
@@ -126,11 +143,11 @@ def _train(cfg, resume: bool):
         checkpointer.remove_stale_temporary_files()  # left by a save that was killed; the lock is ours
         # a full disk is an error now, not after the first period of training (the optimizer's state, empty
         # before the first step, adds to this at the checkpoints, where it is checked again)
-        checkpointer.check_free_space(estimate_saved_bytes(model.state_dict()))
+        checkpointer.check_free_space(estimate_saved_bytes(model.state_dict()) * (2 if ema is not None else 1))
     checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=resume)
     start_iter = trainer.iter + 1 if resume and checkpointer.has_checkpoint() else 0
     if cfg.train.max_iter == 0:
-        evaluate_initial_weights(cfg, model)
+        evaluate_initial_weights(cfg, model, ema)
         return trainer
     metrics_file = os.path.join(cfg.train.output_dir, "metrics.json")
     if start_iter == cfg.train.max_iter and not comm.all_gather(
@@ -141,7 +158,7 @@ def _train(cfg, resume: bool):
                     "running it now", start_iter)
         if comm.is_main_process():
             trim_metrics(metrics_file, start_iter)
-        evaluate_and_log(cfg, model, start_iter, final=True)
+        evaluate_and_log(cfg, model, start_iter, final=True, ema=ema)
         return trainer
     if start_iter >= cfg.train.max_iter:
         logger.info("--resume: resumed at iteration %d %s max_iter (%d), nothing to train",
@@ -159,7 +176,8 @@ def _train(cfg, resume: bool):
     # leave rows past the last checkpoint, which the resume above drops. (Checkpointing before writing, as
     # Detectron2's DefaultTrainer does, loses the checkpointed step's row when killed in between.)
     trainer.register_hooks([
-        hooks.PeriodicWriter(build_writers(cfg.train.output_dir, cfg.train.max_iter), period=cfg.train.log_period)
+        hooks.PeriodicWriter(build_writers(cfg.train.output_dir, cfg.train.max_iter, start_iter),
+                             period=cfg.train.log_period)
         if comm.is_main_process() else None,
         hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if comm.is_main_process() else None,
     ])
@@ -208,18 +226,18 @@ def trim_metrics(metrics_file: str, start_iter: int) -> int:
     return dropped_rows + int(truncated)
 
 
-def evaluate_initial_weights(cfg, model):
+def evaluate_initial_weights(cfg, model, ema: ModelEMA = None):
     """``train.max_iter=0``: nothing to train (Detectron2's LR scheduler cannot take 0 iterations), so
-    evaluate the weights as loaded and log the results to metrics.json like a run's final evaluation;
-    the tests use it for the chance level of the untrained model."""
-    return evaluate_and_log(cfg, model, 0)
+    evaluate the weights as loaded (the EMA's if a resumed checkpoint holds one) and log the results to
+    metrics.json like a run's final evaluation; the tests use it for the chance level of the untrained model."""
+    return evaluate_and_log(cfg, model, 0, ema=ema)
 
 
-def evaluate_and_log(cfg, model, iteration: int, final: bool = False):
-    """Evaluate ``model`` (:func:`do_test`) and log the results to metrics.json as the row of
-    ``iteration``, as the EvalHook does; with ``final``, then record that the run's final evaluation
-    finished (``output_dir/final_evaluation.json``)."""
-    results = do_test(cfg, model)
+def evaluate_and_log(cfg, model, iteration: int, final: bool = False, ema: ModelEMA = None):
+    """Evaluate ``model`` (:func:`do_test`, with ``ema``'s weights if given) and log the results to
+    metrics.json as the row of ``iteration``, as the EvalHook does; with ``final``, then record that the
+    run's final evaluation finished (``output_dir/final_evaluation.json``)."""
+    results = do_test(cfg, model, ema)
     if comm.is_main_process():
         if results:
             with EventStorage(iteration) as storage:
@@ -244,11 +262,21 @@ def _float_results(results) -> dict:
 
 
 def do_eval_only(cfg):
-    """Evaluate ``train.init_checkpoint``; the checkpoint must fit the model exactly."""
+    """Evaluate ``train.init_checkpoint``; the checkpoint must fit the model exactly. With
+    ``train.model_ema.enabled`` and ``train.model_ema.use_ema_weights_for_eval_only`` (detrex's options) the
+    checkpoint's EMA weights are evaluated; a checkpoint without them is then an error."""
     apply_custom_datasets(cfg)
     model = build_model(cfg)
     model = create_ddp_model(model)
     if not cfg.train.init_checkpoint:
         raise ValueError("--eval-only needs a checkpoint: pass train.init_checkpoint=PATH")
-    DETRCheckpointer(model, strict=True).load(cfg.train.init_checkpoint)
-    return do_test(cfg, model)
+    opts = cfg.train.get("model_ema", None) or {}
+    ema = build_model_ema(cfg, model) if opts.get("use_ema_weights_for_eval_only", False) else None
+    DETRCheckpointer(model, strict=True, **({"model_ema": ema} if ema is not None else {})).load(
+        cfg.train.init_checkpoint)
+    if ema is not None and not ema.has_state():
+        raise ValueError(f"train.model_ema.use_ema_weights_for_eval_only: {cfg.train.init_checkpoint} holds no EMA "
+                         f"weights (model_ema); evaluate its live weights with train.model_ema.enabled=False")
+    if ema is not None:
+        logger.info("--eval-only: evaluating the EMA weights of %s", cfg.train.init_checkpoint)
+    return do_test(cfg, model, ema)

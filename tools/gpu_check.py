@@ -1,21 +1,26 @@
 #!/usr/bin/env python
-"""Check and benchmark the project on a CUDA machine in one run (about 8 minutes on one datacenter GPU).
+"""Check and benchmark the project on a CUDA machine in one command, and print one table (under 10 minutes
+on one datacenter GPU).
 
-Steps, each timed and reported in OUTPUT/gpu_check.md (and gpu_check.json):
+Steps, each timed; the results go to OUTPUT/gpu_check.md (the table, ready for docs/benchmarks.md) and
+gpu_check.json (everything, the commands' output tails included):
   1. environment: the GPU, CUDA and torch versions (exit 2 with a message when there is no CUDA device);
-  2. tests: `pytest tests/gpu` (the CUDA tests: every tiny detector on CUDA equals its CPU outputs, one AMP
-     training step gives finite losses and gradients) and the fast CPU-independent model tests on the same run;
-  3. training: each tiny synthetic config trained --train-iters iterations on CUDA with and without AMP
-     (`train.amp.enabled=True`) through tools/lazyconfig_train_net.py, plus its untrained evaluation
-     (`train.max_iter=0`, the chance level): every logged loss must be finite and the final AP50 must beat
-     max(10 x chance, --min-ap50);
-  4. benchmark: tools/benchmark.py on the four R50 detectors at 800x1216, batch 2, inference and training,
-     in float32 and under AMP (CUDA-synchronised medians, allocator peak memory).
+  2. tests: `pytest tests/gpu` (every detector's tiny config on CUDA gives its CPU outputs, one AMP training
+     step gives finite losses and gradients);
+  3. benchmark: tools/benchmark.py (through its command line) on every detector's R50 config at 800x1216,
+     2 images per step, inference and training step (forward + backward), in float32 and under AMP
+     (CUDA-synchronised medians of --bench-iters runs, allocator peak memory);
+  4. only with --train (adds several minutes): each tiny synthetic config trained --train-iters iterations on
+     CUDA with and without AMP through tools/lazyconfig_train_net.py, against its untrained evaluation
+     (the chance level): every logged loss finite and the final AP50 above max(10 x chance, --min-ap50).
+
+The table: one row per detector (sd_detr.model_zoo.detectors()): training images/s with AMP off and on,
+inference images/s with AMP off and on, peak memory of the training step (GB) off and on.
 
 Examples:
-  bash tools/gpu_check.sh                        # everything, results in output/gpu_check/
+  bash tools/gpu_check.sh                        # tests + the table, results in output/gpu_check/
   python tools/gpu_check.py --dry-run            # print the planned commands (no GPU needed)
-  python tools/gpu_check.py --skip benchmark --train-iters 200
+  python tools/gpu_check.py --train --train-iters 200 --detectors sd_detr
 """
 import argparse
 import json
@@ -28,27 +33,37 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # run from a clone
 
+from sd_detr.model_zoo import detectors, get_config_file  # noqa: E402
 from sd_detr.utils.metrics import read_metrics_json  # noqa: E402
-STEPS = ("tests", "train", "benchmark")
-DETECTORS = ("conditional_detr", "dab_detr", "smca_detr", "sd_detr")
+
+STEPS = ("tests", "benchmark", "train")
+SIZE, BATCH = (800, 1216), 2  # the R50 measurement: 2 images of 800x1216 per step
+
+
+def detector_table():
+    """``{name: Detector}`` of the registered detectors, in registration order (the table's rows)."""
+    return {d.name: d for d in detectors()}
 
 
 def tiny_config(name):
-    return os.path.join("projects", name, "configs", f"{name}_tiny_synthetic.py")
+    return get_config_file(detector_table()[name].tiny)
 
 
 def r50_config(name):
-    return os.path.join("projects", name, "configs", f"{name}_r50_50ep.py")
+    return get_config_file(detector_table()[name].r50)
 
 
 def parse_args(argv=None):
+    names = list(detector_table())
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default="output/gpu_check", help="folder for runs, gpu_check.md and .json")
-    parser.add_argument("--detectors", nargs="+", choices=DETECTORS, default=list(DETECTORS))
-    parser.add_argument("--skip", nargs="+", choices=STEPS, default=[], help="steps to leave out")
-    parser.add_argument("--train-iters", type=int, default=300, help="training iterations per tiny run")
-    parser.add_argument("--min-ap50", type=float, default=1.0, help="AP50 a trained tiny run must exceed")
+    parser.add_argument("--detectors", nargs="+", choices=names, default=names)
+    parser.add_argument("--skip", nargs="+", choices=STEPS[:2], default=[], help="steps to leave out")
+    parser.add_argument("--train", action="store_true",
+                        help="also train the tiny configs with and without AMP (several minutes more)")
+    parser.add_argument("--train-iters", type=int, default=300, help="training iterations per tiny run (--train)")
+    parser.add_argument("--min-ap50", type=float, default=1.0, help="AP50 a trained tiny run must exceed (--train)")
     parser.add_argument("--bench-iters", type=int, default=10, help="timed runs per benchmark measurement")
     parser.add_argument("--dry-run", action="store_true", help="print the commands and exit (no GPU needed)")
     args = parser.parse_args(argv)
@@ -64,7 +79,17 @@ def plan(args, python=sys.executable):
     cmds = []
     if "tests" not in args.skip:
         cmds.append(("tests", "pytest tests/gpu", [python, "-m", "pytest", "-q", "tests/gpu"], {}))
-    if "train" not in args.skip:
+    if "benchmark" not in args.skip:
+        configs = [r50_config(d) for d in args.detectors]
+        for amp in (False, True):
+            tag = "amp" if amp else "fp32"
+            path = os.path.join(args.output, f"benchmark_{tag}.json")
+            cmds.append(("benchmark", f"R50 {SIZE[0]}x{SIZE[1]} batch {BATCH} {tag}",
+                         [python, "tools/benchmark.py", "--device", "cuda", "--size", *map(str, SIZE),
+                          "--batch", str(BATCH), "--tasks", "inference", "train", "--iters", str(args.bench_iters),
+                          "--warmup", "3", "--json", path, "--config-file", *configs] + (["--amp"] if amp else []),
+                         {"amp": amp, "json": path, "detectors": list(args.detectors), "configs": configs}))
+    if args.train:
         n = args.train_iters
         budget = [f"train.max_iter={n}", f"lr_multiplier.milestones=[{int(n * 0.9)},{n}]", f"train.eval_period={n}",
                   f"train.checkpointer.period={n}", "train.log_period=10", "train.device=cuda"]
@@ -81,16 +106,6 @@ def plan(args, python=sys.executable):
                 cmds.append(("train", f"{det} {tag}", base + [f"train.output_dir={out}/{tag}", *budget,
                                                               f"train.amp.enabled={amp}"],
                              {"detector": det, "amp": amp, "output_dir": f"{out}/{tag}"}))
-    if "benchmark" not in args.skip:
-        configs = [r50_config(d) for d in args.detectors]
-        for amp in (False, True):
-            tag = "amp" if amp else "fp32"
-            path = os.path.join(args.output, f"benchmark_{tag}.json")
-            cmds.append(("benchmark", f"R50 800x1216 batch 2 {tag}",
-                         [python, "tools/benchmark.py", "--device", "cuda", "--size", "800", "1216", "--batch", "2",
-                          "--tasks", "inference", "train", "--iters", str(args.bench_iters), "--warmup", "3",
-                          "--json", path, "--config-file", *configs] + (["--amp"] if amp else []),
-                         {"amp": amp, "json": path}))
     return cmds
 
 
@@ -115,32 +130,74 @@ def judge_training(rows, chance_ap50, min_ap50):
     return dict(out, ok=True, reason="finite losses, learned")
 
 
+COLUMNS = (  # (key, header): the one table's measured columns
+    ("train_ips_fp32", "train img/s fp32"), ("train_ips_amp", "train img/s AMP"),
+    ("inference_ips_fp32", "inference img/s fp32"), ("inference_ips_amp", "inference img/s AMP"),
+    ("train_mem_fp32", "peak mem train fp32 (GB)"), ("train_mem_amp", "peak mem train AMP (GB)"),
+)
+
+
+def table_rows(results):
+    """One row per detector from the benchmark steps' results: ``{"detector", "title", <COLUMNS keys>}``.
+
+    A benchmark result holds ``meta`` (``amp``, ``detectors`` and their ``configs`` in the order measured) and,
+    when the command succeeded, ``bench`` (tools/benchmark.py's JSON: ``batch`` and ``rows`` with ``config``,
+    ``inference_s``, ``train_s`` in seconds per step, ``train_mem`` in GB). Images/s = batch / seconds per
+    step. A measurement that is missing (the command failed, or the row lacks it) is None."""
+    titles = {d.name: d.title for d in detectors()}
+    rows = {}
+    for r in (r for r in results if r["step"] == "benchmark"):
+        tag = "amp" if r["meta"]["amp"] else "fp32"
+        bench = r.get("bench") or {}
+        by_config = {row["config"]: row for row in bench.get("rows", [])}
+        for det, config in zip(r["meta"]["detectors"], r["meta"]["configs"]):
+            row = rows.setdefault(det, dict({"detector": det, "title": titles.get(det, det)},
+                                            **{k: None for k, _ in COLUMNS}))
+            m = by_config.get(config, {})
+            per_s = (lambda key: bench["batch"] / m[key] if m.get(key) else None)
+            row.update({f"train_ips_{tag}": per_s("train_s"), f"inference_ips_{tag}": per_s("inference_s"),
+                        f"train_mem_{tag}": m.get("train_mem")})
+    return list(rows.values())
+
+
+def format_table(rows):
+    """The markdown table of :func:`table_rows` (``-`` where a measurement is missing)."""
+    lines = ["| detector | " + " | ".join(h for _, h in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    for row in rows:
+        cells = ["-" if row[k] is None else (f"{row[k]:.2f}" if k.endswith("_mem_fp32") or k.endswith("_mem_amp")
+                                              else f"{row[k]:.1f}") for k, _ in COLUMNS]
+        lines.append(f"| {row['title']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def format_report(env, results):
-    """Markdown of the whole check: environment, steps, training verdicts, benchmark table."""
+    """Markdown of the check: one line on the machine, one on the CUDA tests, the one table (R50,
+    SIZE, BATCH images per step), the failed commands if any, and with --train the tiny runs' verdicts."""
     lines = ["# GPU check", "", f"{env.get('gpu', '?')}, CUDA {env.get('cuda', '?')}, torch {env.get('torch', '?')}, "
-             f"{env.get('date', '')}", "", "| step | command | exit | seconds |", "|---|---|---|---|"]
-    for r in results:
-        lines.append(f"| {r['step']} | {r['name']} | {r['returncode']} | {r['seconds']:.0f} |")
+             f"{env.get('date', '')}.", ""]
+    tests = [r for r in results if r["step"] == "tests"]
+    if tests:
+        lines += [f"CUDA tests (`pytest tests/gpu`): {'passed' if tests[0]['returncode'] == 0 else 'FAILED'} "
+                  f"({tests[0]['seconds']:.0f} s).", ""]
+    rows = table_rows(results)
+    if rows:
+        lines += [f"R50, {BATCH} images of {SIZE[0]}x{SIZE[1]} per step; training step = forward + backward "
+                  f"(tools/benchmark.py's train task, GradScaler under AMP); medians of CUDA-synchronised runs; "
+                  f"peak memory = torch.cuda.max_memory_allocated.", "", format_table(rows)]
+    failed = [r for r in results if r["returncode"] != 0]
+    if failed:
+        lines += ["", "Failed: " + "; ".join(f"{r['step']} `{r['name']}` (exit {r['returncode']})" for r in failed)
+                  + " (output tails in gpu_check.json)."]
     train = [r for r in results if r["step"] == "train" and r["meta"].get("amp") is not None]
     if train:
-        lines += ["", "## Tiny detectors on the synthetic data", "",
+        fmt = (lambda x: "-" if x is None else f"{x:.2f}")
+        lines += ["", "Tiny configs trained on the synthetic data (--train):", "",
                   "| detector | precision | s/iter | AP | AP50 | chance AP50 | verdict |", "|---|---|---|---|---|---|---|"]
         for r in train:
             v = r.get("verdict", {})
-            fmt = (lambda x: "-" if x is None else f"{x:.2f}")
             lines.append(f"| {r['meta']['detector']} | {'AMP' if r['meta']['amp'] else 'fp32'} | "
                          f"{fmt(r.get('s_per_iter'))} | {fmt(v.get('AP'))} | {fmt(v.get('AP50'))} | "
                          f"{fmt(r.get('chance_ap50'))} | {'ok' if v.get('ok') else 'FAIL: ' + v.get('reason', '?')} |")
-    bench = [r for r in results if r["step"] == "benchmark" and r.get("rows")]
-    if bench:
-        lines += ["", "## R50 detectors at 800x1216, batch 2", "",
-                  "| config | precision | inference s/batch | train fwd+bwd s/batch | peak mem inference (GB) | "
-                  "peak mem train (GB) |", "|---|---|---|---|---|---|"]
-        for r in bench:
-            for row in r["rows"]:
-                g = (lambda k: f"{row[k]:.3f}" if k in row else "-")
-                lines.append(f"| {row['config']} | {'AMP' if r['meta']['amp'] else 'fp32'} | {g('inference_s')} | "
-                             f"{g('train_s')} | {g('inference_mem')} | {g('train_mem')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -190,7 +247,7 @@ def main(argv=None):
                 r["s_per_iter"] = sorted(times)[len(times) // 2] if times else None
         if step == "benchmark" and proc.returncode == 0:
             with open(os.path.join(REPO, meta["json"])) as f:
-                r["rows"] = json.load(f)["rows"]
+                r["bench"] = json.load(f)
         results.append(r)
         if proc.returncode != 0:
             print(r["tail"], file=sys.stderr)

@@ -1,17 +1,16 @@
 """CUDA checks of every tiny detector (run by tools/gpu_check.sh on a GPU machine; skipped without CUDA, so
 the CPU suite never depends on them)."""
-import os
-
 import pytest
 import torch
 from detectron2.config import LazyConfig, instantiate
 
-from ..utils import REPO, random_batch
+from sd_detr.model_zoo import detectors, get_config_file
+
+from ..utils import random_batch
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
-TINY = {name: os.path.join(REPO, "projects", name, "configs", f"{name}_tiny_synthetic.py")
-        for name in ("conditional_detr", "dab_detr", "smca_detr", "sd_detr")}
+TINY = {d.name: get_config_file(d.tiny) for d in detectors()}  # every registered detector's tiny config
 
 
 def _model(name):

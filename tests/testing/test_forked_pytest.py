@@ -10,13 +10,14 @@ import pytest
 from sd_detr.testing.forked_pytest import ForkedPytest, ForkServerError
 
 TESTS = """\
+import os
 import time
 
 import fakepkg
 
 
 def test_ok():
-    assert fakepkg.VALUE == 1
+    assert fakepkg.VALUE == 1 and os.environ["FAKE_FLAG"] == "on"
 
 
 def test_broken():
@@ -42,23 +43,20 @@ def test_forked_runs_import_the_package_from_their_root_and_report_failures_and_
     libs = tmp_path / "libs"
     libs.mkdir()
     (libs / "noisy.py").write_text("print('hello from a library')\n")
-    _root(libs / "elsewhere")  # a fakepkg outside every root: a child must never take it
-    os.rename(libs / "elsewhere" / "fakepkg", libs / "fakepkg")
+    _root(libs, value=99)  # a fakepkg on the server's path, outside every root: a child must never take it
     one, two = _root(tmp_path / "one"), _root(tmp_path / "two", value=2)
     env = dict(os.environ, PYTHONPATH=str(libs))
-    args = ["-q", "-p", "no:cacheprovider", "-rfE"]
+    args, flag = ["-q", "-p", "no:cacheprovider", "-rfE"], {"FAKE_FLAG": "on"}  # flag: the children's env
     with ForkedPytest(sys.executable, env=env, preload=("noisy", "pytest"), package="fakepkg") as server:
-        code, out = server.run(one, args + ["test_fake.py::test_ok"], {}, timeout=60)
+        code, out = server.run(one, args + ["test_fake.py::test_ok"], flag, timeout=60)
         assert code == 0, out
-        code, out = server.run(two, args + ["test_fake.py::test_ok"], {}, timeout=60)  # root two: VALUE = 2
+        code, out = server.run(two, args + ["test_fake.py::test_ok"], flag, timeout=60)  # root two: VALUE = 2
         assert code == 1 and "FAILED test_fake.py::test_ok" in out, out
-        code, out = server.run(two, args + ["test_fake.py::test_broken"], {}, timeout=60)
-        assert code == 0, out
-        assert server.run(one, args + ["test_fake.py::test_slow"], {}, timeout=2) == (-1, "timeout")
+        assert server.run(one, args + ["test_fake.py::test_slow"], flag, timeout=1) == (-1, "timeout")
         os.remove(os.path.join(one, "fakepkg", "__init__.py"))
         os.rmdir(os.path.join(one, "fakepkg"))  # now only the one on the server's path is left
         with pytest.raises(ForkServerError, match=r"fakepkg imported from .*libs.*, not from the copy"):
-            server.run(one, args + ["test_fake.py::test_ok"], {}, timeout=60)
-        code, out = server.run(two, args + ["test_fake.py::test_broken"], {}, timeout=60)  # still serving
-        assert code == 0, out
+            server.run(one, args + ["test_fake.py::test_ok"], flag, timeout=60)
+        code, out = server.run(two, args + ["test_fake.py::test_broken"], flag, timeout=60)  # still serving
+        assert code == 0, out  # and root two's package: VALUE = 2
     assert server.proc.returncode == 0

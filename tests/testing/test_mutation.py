@@ -164,7 +164,8 @@ def test_a_mutant_list_is_loaded_from_its_file_and_anything_else_is_refused(tmp_
     failing later as an AttributeError deep in the run."""
     good = tmp_path / "mutants.py"
     good.write_text("from sd_detr.testing.mutation import Mutant\n"
-                    "MUTANTS = [Mutant('m', 'pkg/mod.py', 'z = 3', 'z = 4', ('tests/test_x.py',), 'bug', function='f')]\n"
+                    "MUTANTS = [Mutant('m', 'pkg/mod.py', 'z = 3', 'z = 4', ('tests/test_x.py',), 'bug',\n"
+                    "                  function='f')]\n"
                     "OTHER = [1]\n")
     [m] = mutation.load_mutants(str(good))
     assert m == mutation.Mutant("m", "pkg/mod.py", "z = 3", "z = 4", ("tests/test_x.py",), "bug", function="f")

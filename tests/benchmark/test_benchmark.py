@@ -1,4 +1,8 @@
+"""sd_detr.benchmark (the library of tools/benchmark.py): the interleaved rounds, the presets, and the tool's
+command line end to end (subprocesses)."""
+import json
 import os
+import subprocess
 import sys
 from types import SimpleNamespace
 
@@ -6,12 +10,19 @@ import pytest
 import torch
 from detectron2.config import LazyConfig, instantiate
 
+from sd_detr import benchmark
+
 from ..utils import REPO
 
-sys.path.insert(0, os.path.join(REPO, "tools"))
-import benchmark  # noqa: E402
-
 TINY = [os.path.join(REPO, "projects", p, "configs", f"{p}_tiny_synthetic.py") for p in ("conditional_detr", "sd_detr")]
+
+
+def _tool(argv):
+    """tools/benchmark.py as a user runs it from the clone; fails the test with its output if it fails."""
+    proc = subprocess.run([sys.executable, os.path.join("tools", "benchmark.py"), *argv], cwd=REPO,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return proc.stdout
 
 
 def test_interleaved_rounds_time_every_model_and_the_first_config_is_the_unit():
@@ -36,7 +47,7 @@ def test_interleaved_rounds_time_every_model_and_the_first_config_is_the_unit():
 @pytest.mark.slow  # a benchmark subprocess
 def test_benchmark_command_writes_params_flops_and_interleaved_latency_to_markdown(tmp_path):
     md = tmp_path / "bench.md"
-    benchmark.main(["--config-file", *TINY, "--size", "256", "384", "--threads", "1", "--iters", "2", "--warmup", "1",
+    _tool(["--config-file", *TINY, "--size", "256", "384", "--threads", "1", "--iters", "2", "--warmup", "1",
                     "--tasks", "flops", "interleaved", "--device", "cpu", "--markdown", str(md), "--title", "tiny"])
     text = md.read_text()
     assert "## tiny" in text and "--tasks flops interleaved" in text
@@ -89,15 +100,16 @@ def test_small_preset_builds_a_resnet18_width_128_detector():
     assert model.criterion.assigner.repeats_for(1, 3) == 2 and model.criterion.assigner.repeats_for(2, 3) == 1
 
 
-@pytest.mark.parametrize("argv, size, batch", [
-    ([], [800, 1216], 1),
-    (["--preset", "small"], [320, 320], 4),
-    (["--preset", "small", "--size", "64", "96"], [64, 96], 4),
-    (["--preset", "small", "--batch", "2"], [320, 320], 2),
+@pytest.mark.parametrize("preset, given_size, given_batch, size, batch", [
+    (None, None, None, [800, 1216], 1),
+    ("small", None, None, [320, 320], 4),
+    ("small", [64, 96], None, [64, 96], 4),
+    ("small", None, 2, [320, 320], 2),
 ])
-def test_explicit_size_and_batch_win_over_the_preset(argv, size, batch):
-    """Bug caught: the preset's size/batch replacing the user's, or set without --preset."""
-    args = benchmark.apply_preset_sizes(benchmark.build_parser().parse_args(["--config-file", TINY[0], *argv]))
+def test_explicit_size_and_batch_win_over_the_preset(preset, given_size, given_batch, size, batch):
+    """Bug caught: the preset's size/batch replacing the user's, or set without --preset (the tool's
+    --preset, --size and --batch, None where not given)."""
+    args = benchmark.apply_preset_sizes(SimpleNamespace(preset=preset, size=given_size, batch=given_batch))
     assert (args.size, args.batch) == (size, batch)
 
 
@@ -106,10 +118,8 @@ def test_preset_reaches_the_measuring_process_and_the_user_size_wins(tmp_path):
     """Bug caught: the parent's --preset not passed to the child (the flops child would build the tiny
     model) or the preset's 320x320 overriding the user's --size."""
     out = tmp_path / "bench.json"
-    benchmark.main(["--config-file", TINY[1], "--preset", "small", "--size", "64", "96", "--threads", "1",
+    _tool(["--config-file", TINY[1], "--preset", "small", "--size", "64", "96", "--threads", "1",
                     "--tasks", "flops", "--device", "cpu", "--json", str(out)])
-    import json
-
     result = json.loads(out.read_text())
     assert result["size"] == [64, 96] and result["batch"] == 4 and result["preset"] == "small"
     torch.manual_seed(0)
@@ -156,7 +166,7 @@ def test_interleaved_train_times_a_training_step_of_every_model_in_rotating_roun
 @pytest.mark.slow  # a benchmark subprocess
 def test_benchmark_command_writes_the_interleaved_training_columns(tmp_path):
     md = tmp_path / "bench.md"
-    benchmark.main(["--config-file", *TINY, "--size", "64", "96", "--threads", "1", "--iters", "2", "--warmup", "1",
+    _tool(["--config-file", *TINY, "--size", "64", "96", "--threads", "1", "--iters", "2", "--warmup", "1",
                     "--tasks", "interleaved_train", "--device", "cpu", "--markdown", str(md), "--title", "tiny"])
     text = md.read_text()
     header = next(line for line in text.splitlines() if line.startswith("| config"))

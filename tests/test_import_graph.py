@@ -34,3 +34,30 @@ def test_a_cycle_through_a_function_level_relative_import_is_found(tmp_path):
     edges = import_graph.import_edges(import_graph.package_modules(root))
     assert edges["sd_detr.config.c"] == {"sd_detr.config", "sd_detr.config.a"}
     assert import_graph.import_cycles(edges) == [["sd_detr.config.a", "sd_detr.config.b"]]
+
+
+# the tools whose library logic moved into sd_detr (issue 23): tests import sd_detr.ablations / sd_detr.benchmark
+MOVED_TOOLS = ("run_ablations", "benchmark")
+# H2's GPU-check tests still call tools/benchmark.py's main() in-process for its command line (to move to a
+# subprocess when that file is next edited)
+_NOT_YET = {"tests/tools/test_gpu_check.py"}
+
+
+def test_no_test_imports_the_tools_whose_logic_lives_in_the_package():
+    found = [hit for hit in import_graph.tool_imports(REPO, MOVED_TOOLS) if hit[0] not in _NOT_YET]
+    assert found == []
+
+
+def test_tool_imports_are_found_in_every_form_and_a_subprocess_is_not_one(tmp_path):
+    """Bug caught: a form of import missed (the checker would pass a test that loads the tool), or a test that
+    runs the tool as a subprocess (its command line, as a user runs it) taken for an import."""
+    root = str(tmp_path)
+    _write(root, "tests/a.py", "import os\nimport benchmark\n")
+    _write(root, "tests/sub/b.py", "from tools.run_ablations import TABLES\nfrom tools import benchmark\n")
+    _write(root, "tests/c.py", "import importlib.util, os\n"
+                               "s = importlib.util.spec_from_file_location('x', os.path.join('R', 'tools', 'run_ablations.py'))\n")
+    _write(root, "tests/d.py", "import subprocess\nsubprocess.run(['python', 'tools/benchmark.py', '--help'])\n"
+                               "import import_graph\nfrom sd_detr import benchmark\n")
+    assert import_graph.tool_imports(root, MOVED_TOOLS) == [
+        ("tests/a.py", 2, "benchmark"), ("tests/c.py", 2, "run_ablations"),
+        ("tests/sub/b.py", 1, "run_ablations"), ("tests/sub/b.py", 2, "benchmark")]

@@ -5,12 +5,14 @@ round a loop, at module level or inside a function. A package's ``__init__`` cou
 
     python tools/import_graph.py            # prints the cycles (exit 1 if there is one)
     python tools/import_graph.py --edges    # also every edge
+
+:func:`tool_imports` finds the test files that load a tool's module (whose logic belongs in the package).
 """
 import argparse
 import ast
 import os
 import sys
-from typing import Dict, List, Set
+from typing import Dict, List, Sequence, Set, Tuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -90,6 +92,46 @@ def import_cycles(edges: Dict[str, Set[str]]) -> List[List[str]]:
         if v not in index:
             visit(v)
     return sorted(cycles)
+
+
+# calls that load a file as a module: a string naming the tool's file inside one is an import of the tool
+_LOADERS = ("spec_from_file_location", "SourceFileLoader", "run_path", "load_source")
+
+
+def tool_imports(root: str, tools: Sequence[str], folder: str = "tests") -> List[Tuple[str, int, str]]:
+    """``(file relative to root, line, tool)`` for every import of one of ``tools`` (module names of
+    ``tools/``, e.g. ``"benchmark"``) in the .py files below ``root/folder``: ``import tool``,
+    ``from tool import ...``, ``tools.tool``, or the tool's file (``tool.py``) named in a call that loads a
+    file as a module (``importlib.util.spec_from_file_location``, ``runpy.run_path``, ...). Running the tool
+    as a subprocess is not an import."""
+    found = []
+    wanted = set(tools) | {f"tools.{t}" for t in tools}
+    for dirpath, dirs, files in os.walk(os.path.join(root, folder)):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        for name in sorted(files):
+            if not name.endswith(".py"):
+                continue
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, root)
+            with open(path, encoding="utf-8") as f:
+                tree = ast.parse(f.read(), filename=path)
+            for node in ast.walk(tree):
+                hits = []
+                if isinstance(node, ast.Import):
+                    hits = [a.name for a in node.names if a.name in wanted]
+                elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                    hits = [node.module] if node.module in wanted else []
+                    if node.module == "tools":
+                        hits = [a.name for a in node.names if a.name in tools]
+                elif isinstance(node, ast.Call):
+                    func = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+                    if func in _LOADERS:
+                        hits = [c.value[:-3] for a in node.args for c in ast.walk(a)
+                                if isinstance(c, ast.Constant) and isinstance(c.value, str)
+                                and c.value.endswith(".py") and os.path.basename(c.value)[:-3] in tools]
+                found += [(rel, node.lineno, os.path.basename(h.replace(".", "/")) if h.startswith("tools.") else
+                           os.path.basename(h)) for h in hits]
+    return sorted(found)
 
 
 def main(argv=None) -> int:

@@ -9,7 +9,7 @@ all-zero one, and a bypassed module is never called, and the failure names them.
 
 The configurations are enumerated, not listed: every ``projects/*/configs/*.py`` and
 ``projects/*/configs/ablations/*.py`` (so the DC5, multi-scale, stage-assigner, tiny-synthetic and
-ablation configs, and any config added later), plus every row of ``tools/run_ablations.py`` that changes
+ablation configs, and any config added later), plus every row of ``sd_detr.ablations.TABLES`` that changes
 the model by ``model.*`` overrides (the SD-DETR repeat-placement rows, the assigner's
 ``keep_own_matches`` rows). Each model is shrunk to ``sd_detr.config.SIZES["test"]`` (same structure:
 its norm, feature level, number of classes and every switch kept) but keeps the config's own
@@ -17,7 +17,6 @@ its norm, feature level, number of classes and every switch kept) but keeps the 
 equal (e.g. 12 and 50 epochs: only the schedule differs) are one case, compared by the resolved model
 node, not by file name.
 """
-import importlib.util
 import json
 import os
 
@@ -27,8 +26,10 @@ from detectron2.config import LazyConfig, instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
+from sd_detr.ablations import TABLES
 from sd_detr.config import apply_size
 from sd_detr.modeling.backbone import FrozenBNConv2d
+from sd_detr.modeling.meta_arch.sd_detr import set_batched_branches
 
 from ..utils import REPO, project_configs, random_batch
 
@@ -45,19 +46,12 @@ from ..utils import REPO, project_configs, random_batch
 ZERO_INPUT_ALLOWED = ("decoder.layers.0.self_attn.",)
 
 
-def _run_ablations():
-    spec = importlib.util.spec_from_file_location("run_ablations", os.path.join(REPO, "tools", "run_ablations.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _variants():
     """(label, config path, model overrides) of every shipped configuration."""
     paths = project_configs("*.py") + project_configs(os.path.join("ablations", "*.py"))
     out = [(os.path.relpath(p, REPO), p, ()) for p in paths]
     seen = set()
-    for table in _run_ablations().TABLES.values():
+    for table in TABLES.values():
         for row in table.rows:
             overrides = tuple(o for o in row.overrides if o.startswith("model."))
             if overrides and (row.config, overrides) not in seen:
@@ -199,6 +193,10 @@ def test_every_trainable_parameter_gets_a_gradient_and_every_module_runs(model_c
     optimizer = torch.optim.AdamW(trainable.values(), lr=1e-4)
     grads = []
     for step in range(2):
+        # SD-DETR's branches: step 1 one after the other (every per-branch module is called, as the hooks
+        # check), step 2 batched (the default: its gradients must reach every parameter too; the two paths
+        # are equal, tests/modeling/test_batched_branches.py)
+        set_batched_branches(model, step == 1)
         optimizer.zero_grad(set_to_none=True)
         losses = model(random_batch(model_cfg.num_classes, seed=step))
         total = sum(losses.values())

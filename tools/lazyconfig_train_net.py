@@ -20,7 +20,8 @@ Examples:
   # own COCO-format data: JSON:IMAGES (annotation file, colon, image folder); num_classes follows its categories
   python tools/lazyconfig_train_net.py --config-file projects/sd_detr/configs/sd_detr_r50_12ep.py \\
       --dataset-train train.json:images/train --dataset-val val.json:images/val train.output_dir=output/mine
-  # several CPU processes (or GPUs, or machines) with torchrun: gloo on CPU, NCCL on GPU
+  # several CPU processes (gloo) without CUDA: --num-gpus is the number of processes; or with torchrun
+  python tools/lazyconfig_train_net.py --num-gpus 2 --config-file ...
   torchrun --nproc_per_node 2 tools/lazyconfig_train_net.py --config-file ...
   # several machines with Detectron2's launcher: the same command on each, its own --machine-rank, and the
   # address of machine 0 (CUDA: NCCL, --num-gpus GPUs per machine; no CUDA: gloo, --num-gpus CPU processes)

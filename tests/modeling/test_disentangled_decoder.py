@@ -7,6 +7,7 @@ import torch
 
 from sd_detr.layers import MLP, inverse_sigmoid, sine_embedding
 from sd_detr.modeling.decoder import ConditionalDecoderLayer, DisentangledDecoder, DisentangledDecoderLayer
+from sd_detr.modeling.meta_arch.sd_detr import set_batched_branches
 from sd_detr.modeling.structures import Queries
 
 from ..utils import random_encoder_memory
@@ -162,6 +163,7 @@ def test_offsets_change_the_branch_outputs_through_the_positional_embedding():
 def test_first_layer_spatial_query_is_the_sine_embedding_of_the_reference():
     q = _queries(("cls", "loc"))
     dec = _decoder(layers=1)
+    set_batched_branches(dec, False)  # the hook reads the loc branch's cross-attention call
     seen = {}
     dec.layers[0].cross_attn[1].register_forward_hook(lambda m, args, out: seen.setdefault("spatial", args[3]))
     dec(_memory(), q)

@@ -29,6 +29,7 @@ from sd_detr.layers import sine_embedding
 from sd_detr.modeling import (Assignment, HungarianMatcher, MiniDetector, MiniDetectorQueries,
                               TaskAwareQueryGenerator)
 from sd_detr.modeling.decoder import DisentangledDecoder
+from sd_detr.modeling.meta_arch.sd_detr import set_batched_branches
 from sd_detr.modeling.losses import box_losses
 from sd_detr.modeling.structures import Queries
 
@@ -142,6 +143,7 @@ def test_each_branch_spatial_query_is_its_own_reference_embedding_scaled_by_its_
     query scale lambda_q dropped after the first layer (or applied in it), or computed from the other
     branch's decoder output."""
     dec, mem, q = _decoder(layers=2), _memory(), _queries()
+    set_batched_branches(dec, False)  # the hooks read each branch's cross-attention call
     spatial, outputs = {}, []
     for b in range(2):
         for i, layer in enumerate(dec.layers):

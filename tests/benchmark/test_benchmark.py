@@ -11,6 +11,7 @@ import torch
 from detectron2.config import LazyConfig, instantiate
 
 from sd_detr import benchmark
+from sd_detr.benchmark import child, run  # noqa: F401  (benchmark.child, benchmark.run below)
 
 from ..utils import REPO
 
@@ -180,3 +181,37 @@ def test_benchmark_command_writes_the_interleaved_training_columns(tmp_path):
     assert 0 < fastest <= median
     ratio = float(cells[1][-2].split(" ")[0])
     assert ratio > 0 and float(cells[1][-1]) > 0
+
+
+def test_the_measuring_process_gets_every_setting_of_the_parent():
+    """The child's JSON settings (bug caught: a flag of the parent, e.g. --preset, --no-cpu-accel or the
+    overrides, not passed to the measuring process, which would then measure another model)."""
+    args = SimpleNamespace(config_file=TINY, size=(64, 96), batch=3, threads=1, iters=4, warmup=2, device="cpu",
+                           amp=False, no_cpu_accel=True, preset="small", opts=["model.hidden_dim=64"], tasks=["flops"])
+    settings = json.loads(json.dumps(benchmark.child.child_settings(args, "inference", TINY[1:])))
+    assert settings == {"task": "inference", "config_file": TINY[1:], "size": [64, 96], "batch": 3, "threads": 1,
+                        "iters": 4, "warmup": 2, "device": "cpu", "amp": False, "no_cpu_accel": True,
+                        "preset": "small", "opts": ["model.hidden_dim=64"]}
+    model = benchmark.child.load_model(TINY[1], SimpleNamespace(**settings))
+    assert model.class_embed.in_features == 64 and len(model.decoder.layers) == 3  # overrides after the preset's
+
+
+def test_a_failed_measuring_process_is_an_error_naming_its_configs_and_output(monkeypatch):
+    calls = []
+
+    def failing(cmd, **kwargs):
+        calls.append((cmd, kwargs["env"]))
+        return SimpleNamespace(returncode=1, stdout="partial output", stderr="Traceback: boom")
+
+    monkeypatch.setattr(benchmark.run.subprocess, "run", failing)
+    args = SimpleNamespace(config_file=TINY, size=[64, 96], batch=1, threads=1, iters=1, warmup=0, device="cpu",
+                           amp=False, no_cpu_accel=False, preset=None, opts=[])
+    with pytest.raises(benchmark.BenchmarkError, match=r"(?s)conditional_detr_tiny_synthetic.py \(flops\) failed.*boom"):
+        benchmark.run_child(args, "flops", TINY[:1])
+    (cmd, env), = calls
+    assert cmd[1:3] == ["-m", "sd_detr.benchmark.child"] and json.loads(cmd[3])["task"] == "flops"
+    assert env["OMP_NUM_THREADS"] == "1"
+    # the child imports this copy of sd_detr (e.g. a clone on sys.path by hand), not another installed one
+    import sd_detr
+
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == os.path.dirname(os.path.dirname(os.path.abspath(sd_detr.__file__)))

@@ -17,9 +17,13 @@ SD_WIRING = T + "test_sd_detr_wiring.py"
 HAND_LOSSES = T + "test_criterion_hand_computed.py"
 GRAD_REACH = T + "test_gradient_reach.py::test_every_trainable_parameter_gets_a_gradient_and_every_module_runs"
 BASE_WIRING = T + "test_baseline_wiring.py"
+# SD-DETR's branches run batched by default (17bd594); the wiring tests read the per-branch loop (the
+# reference), and test_batched_branches.py holds the batched path equal to it: a bug in either path fails it.
+BATCHED = T + "test_batched_branches.py"
 DISENTANGLED = (SD_WIRING, T + "test_disentangled_decoder.py",
                 T + "test_sd_detr.py::test_class_head_reads_the_classification_branch_and_box_head_the_localisation_branch",
-                T + "test_sd_detr.py::test_training_losses_cover_every_decoder_layer_and_the_mini_detector_and_reach_every_part")
+                T + "test_sd_detr.py::test_training_losses_cover_every_decoder_layer_and_the_mini_detector_and_reach_every_part",
+                BATCHED)
 SD_META = (SD_WIRING, "tests/config/test_yacs_configs.py::test_sd_detr_yacs_keys_reach_their_places", T + "test_sd_detr.py::test_class_head_reads_the_classification_branch_and_box_head_the_localisation_branch",
            T + "test_sd_detr.py::test_ablation_configs_have_their_rows_parts_and_the_yacs_path_builds_the_same_model",
            T + "test_sd_detr.py::test_training_losses_cover_every_decoder_layer_and_the_mini_detector_and_reach_every_part")
@@ -29,9 +33,10 @@ ASSIGN = (T + "test_task_alignment_loss.py", SD_WIRING,
 CRITERION = (T + "test_task_alignment_loss.py", SD_WIRING,
              T + "test_sd_detr.py::test_mini_detector_loss_is_weighted_by_its_extra_stage_weight",
              T + "test_sd_detr.py::test_training_losses_cover_every_decoder_layer_and_the_mini_detector_and_reach_every_part")
-MINI = (T + "test_mini_detector.py", SD_WIRING)
+MINI = (T + "test_mini_detector.py", SD_WIRING, BATCHED)
 TAQ = (T + "test_task_aware_queries.py", SD_WIRING,
-       T + "test_sd_detr.py::test_training_losses_cover_every_decoder_layer_and_the_mini_detector_and_reach_every_part")
+       T + "test_sd_detr.py::test_training_losses_cover_every_decoder_layer_and_the_mini_detector_and_reach_every_part",
+       BATCHED)
 CONDITIONAL = (BASE_WIRING, "tests/attention/test_conditional.py", T + "test_disentangled_decoder.py",
                T + "test_meta_arch.py::test_training_forward_returns_weighted_losses_for_every_decoder_layer_and_backpropagates",
                "tests/checkpoint/test_convert.py::test_conditional_detr_conversion_covers_every_official_key_and_fits_the_r50_config")
@@ -248,8 +253,10 @@ MUTANTS: List[Mutant] = [
     Mutant("sd_one_reference_for_both", DIS, "query_pos = [sine_embedding(c, self.d_model // 2)",
            "query_pos = [sine_embedding(centres[-1], self.d_model // 2)", DISENTANGLED,
            "(d) both branches' positional embeddings from the loc reference", function="DisentangledDecoder.forward"),
-    Mutant("sd_query_scale_removed", DIS, "if i == 0:\n                spatial = query_pos",
-           "if True:\n                spatial = query_pos", DISENTANGLED,
+    # Re-planted 2026-12-07 on the batched path (17bd594 made it the default; the per-branch loop is the tests'
+    # reference only).
+    Mutant("sd_query_scale_removed", DIS, "spatial = query_pos if i == 0 else list(",
+           "spatial = query_pos if True else list(", DISENTANGLED,
            "SD-DETR: the cross-attention spatial query without lambda_q after the first layer",
            function="DisentangledDecoder.forward"),
     Mutant("sd_query_scale_from_cls_output", DIS, "self.query_scale[b](t) for b, (p, t)",

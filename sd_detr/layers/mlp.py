@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .linear import Linear, branch_linear
+from .linear import Linear, _onednn_eligible, branch_linear
 
 
 def get_activation(name: Union[str, Callable]) -> Callable:
@@ -95,10 +95,14 @@ def branch_ffn(x: Tensor, ffns) -> Tensor:
     drawn at once, so they differ from G separate calls; :func:`same_ffns` checks the rates agree).
     """
     f0 = ffns[0]
-    onednn = f0.linear1.onednn_linear
-    h = branch_linear(x, [f.linear1.weight for f in ffns], [f.linear1.bias for f in ffns], onednn)
-    h = f0.dropout(f0.activation(h))
-    y = branch_linear(h, [f.linear2.weight for f in ffns], [f.linear2.bias for f in ffns], onednn)
+    if f0.linear1.onednn_linear and _onednn_eligible(x, f0.linear1.weight):
+        # oneDNN has no batched 1x1 convolution: each branch's hidden layer on its own, which saves
+        # stacking the [G, ..., dim_feedforward] hidden activations (measured ~1.2x slower stacked)
+        y = torch.stack([f.linear2(f0.dropout(f0.activation(f.linear1(x[i])))) for i, f in enumerate(ffns)])
+    else:
+        h = branch_linear(x, [f.linear1.weight for f in ffns], [f.linear1.bias for f in ffns])
+        h = f0.dropout(f0.activation(h))
+        y = branch_linear(h, [f.linear2.weight for f in ffns], [f.linear2.bias for f in ffns])
     return branch_layer_norm(x + f0.dropout_out(y), [f.norm for f in ffns])
 
 

@@ -79,6 +79,7 @@ setup(
         "opencv-python-headless",
         "numpy<1.24",
         "Pillow<10",
+        "tensorboard",  # training writes TensorBoard events (Detectron2's default writers)
     ],
     extras_require={"test": ["pytest"], "export": ["onnx", "onnxruntime"]},
 )

@@ -30,7 +30,7 @@ STAMP_DIR="$("$PY" -c 'import sys; print(sys.prefix)')"
 STAMP="$STAMP_DIR/.sd_detr_setup_stamp"
 FINGERPRINT="$(cat "$CONSTRAINTS" setup.py scripts/setup_env.sh scripts/install_detectron2.py | sha256sum | cut -d' ' -f1)"
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$FINGERPRINT" ]] \
-   && "$PY" -I -c "import torch, torchvision, detectron2, sd_detr, scipy, pycocotools, fvcore, cv2, pytest, onnx, onnxruntime" 2>/dev/null; then
+   && "$PY" -I -c "import torch, torchvision, detectron2, sd_detr, scipy, pycocotools, fvcore, cv2, pytest, onnx, onnxruntime, tensorboard" 2>/dev/null; then
   echo "[setup] environment up to date ($PY)"
   exit 0
 fi
@@ -48,6 +48,8 @@ fi
 echo "[setup] installing pinned pure-python and numeric dependencies"
 "${PIP[@]}" numpy Pillow opencv-python-headless scipy pycocotools fvcore iopath omegaconf hydra-core \
   matplotlib setuptools termcolor yacs tabulate cloudpickle tqdm pydot pytest wheel
+echo "[setup] installing tensorboard (training writes TensorBoard events beside metrics.json)"
+"${PIP[@]}" tensorboard
 echo "[setup] installing the export dependencies (onnx, onnxruntime; tests/export needs them)"
 "${PIP[@]}" onnx onnxruntime protobuf ml_dtypes flatbuffers
 if ! "$PY" -m pip show -q stardist >/dev/null 2>&1; then

@@ -16,9 +16,12 @@ import textwrap
 
 import pytest
 
+from sd_detr.model_zoo import detector_names
+
 from .utils import REPO
 
-DETECTORS = ("sd_detr", "conditional_detr", "dab_detr", "smca_detr")
+# every registered detector of the clone, SD-DETR first (the one the child also runs a DefaultPredictor on)
+DETECTORS = tuple(sorted(detector_names(), key=lambda name: name != "sd_detr"))
 
 # Run in the child, with the installed package first on sys.path and the working directory outside the clone.
 CHILD = textwrap.dedent(r"""

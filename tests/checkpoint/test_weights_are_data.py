@@ -27,12 +27,13 @@ from detectron2.config import LazyConfig, get_cfg, instantiate
 from sd_detr.checkpoint import DETRCheckpointer, UnsafeCheckpointError, load_pickle_weights, load_torch_weights
 from sd_detr.config import add_all_configs
 from sd_detr.config.yacs import UnsafeConfigError, merge_yaml_config
+from sd_detr.model_zoo import detector_names
 
 from ..utils import REPO, tiny_synthetic_yacs
 
 TINY = os.path.join(REPO, "projects", "conditional_detr", "configs", "conditional_detr_tiny_synthetic.py")
 PROJECT_YAMLS = [os.path.join(REPO, "projects", p, "configs", "yacs", f"{p}_r50_12ep.yaml")
-                 for p in ("conditional_detr", "dab_detr", "smca_detr", "sd_detr")]
+                 for p in detector_names()]
 
 
 class _OpenCreatesFile:

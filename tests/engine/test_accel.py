@@ -10,24 +10,21 @@ import torch.nn.functional as F
 from detectron2.config import LazyConfig, instantiate
 
 from sd_detr.engine.accel import optimize_for_cpu
+from sd_detr.model_zoo import detectors, get_config_file
 
-from ..utils import REPO, random_batch
+from ..utils import random_batch
 
 # by module path: ``sd_detr.layers.linear`` as an attribute is the function the package re-exports
 linear_module = importlib.import_module("sd_detr.layers.linear")
 attention_core = importlib.import_module("sd_detr.attention.core")
 
-TINY = {
-    "conditional": "projects/conditional_detr/configs/conditional_detr_tiny_synthetic.py",
-    "dab": "projects/dab_detr/configs/dab_detr_tiny_synthetic.py",
-    "smca": "projects/smca_detr/configs/smca_detr_tiny_synthetic.py",
-    "sd_detr": "projects/sd_detr/configs/sd_detr_tiny_synthetic.py",
-}
+# every registered detector's tiny config, by project name
+TINY = {d.name: get_config_file(d.tiny) for d in detectors()}
 
 
 def _build(name):
     torch.manual_seed(0)
-    model = instantiate(LazyConfig.load(f"{REPO}/{TINY[name]}").model)
+    model = instantiate(LazyConfig.load(TINY[name]).model)
     with torch.no_grad():  # boxes that depend on the box head (its last layer starts at 0)
         model.bbox_embed.layers[-1].weight.normal_(0, 0.1)
     return model
@@ -45,7 +42,7 @@ def _switched(model, on):
 def test_the_model_code_is_plain_pytorch_until_a_tool_applies_the_speed_ups():
     """Bug caught: a speed-up switched on by the constructor (or an environment variable read by the
     model code), or a model whose layers carry no switch at all (optimize_for_cpu would do nothing)."""
-    model = _build("conditional")
+    model = _build("conditional_detr")
     assert len(_flags(model, "onednn_linear")) > 10 and len(_flags(model, "value_padding")) >= 2
     assert _switched(model, False)
     assert not model.channels_last and model.backbone.stem.conv1.weight.is_contiguous()
@@ -53,7 +50,7 @@ def test_the_model_code_is_plain_pytorch_until_a_tool_applies_the_speed_ups():
 
 def test_optimize_for_cpu_switches_every_speed_up_on_and_the_environment_or_arguments_off(monkeypatch):
     """Bug caught: one of the three not applied, or SD_DETR_CPU_ACCEL=0 / the keyword ignored."""
-    model = _build("conditional")
+    model = _build("conditional_detr")
     assert optimize_for_cpu(model) == {"onednn_linear": True, "value_padding": True, "channels_last": True}
     assert _switched(model, True) and model.channels_last
     conv = model.backbone.stem.conv1.weight
@@ -94,7 +91,7 @@ def test_the_speed_ups_are_on_the_paths_the_tools_take(monkeypatch):
     command runs the plain (on AMD CPUs about 1.5x slower) kernels."""
     from sd_detr.engine.train_loop import build_model
 
-    cfg = LazyConfig.load(f"{REPO}/{TINY['conditional']}")
+    cfg = LazyConfig.load(TINY['conditional_detr'])
     model = build_model(cfg)
     assert model.channels_last and _switched(model, True)
     calls = []
@@ -125,10 +122,10 @@ def test_applying_the_speed_ups_to_one_model_leaves_another_model_in_the_process
     """Bug caught: a process-wide switch (a module-level flag, or a class attribute of Linear / the
     attention modules) set by optimize_for_cpu, so that a model it was never applied to (built before
     or after) runs the oneDNN linear and the padded attention too (issue 23)."""
-    before = _build("conditional").eval()
-    fast = _build("conditional").eval()
+    before = _build("conditional_detr").eval()
+    fast = _build("conditional_detr").eval()
     assert optimize_for_cpu(fast) == {"onednn_linear": True, "value_padding": True, "channels_last": True}
-    after = _build("conditional").eval()
+    after = _build("conditional_detr").eval()
     for plain in (before, after):
         assert _switched(plain, False) and not plain.channels_last
     assert _switched(fast, True) and _switched(copy.deepcopy(fast), True)  # e.g. an EMA copy keeps them

@@ -5,18 +5,23 @@ import torch
 from detectron2.config import LazyConfig, instantiate
 
 from sd_detr.engine.accel import optimize_for_cpu
+from sd_detr.model_zoo import detector_names, detectors  # noqa: F401  (detector_names: for the tests)
 
 from ..utils import REPO, shrink_model_config
 
+def clone_path(zoo_name):
+    """The clone path of a project's model-zoo config: ``"sd_detr/x.py"`` -> ``"projects/sd_detr/configs/x.py"``."""
+    project, rest = zoo_name.split("/", 1)
+    return f"projects/{project}/configs/{rest}"
+
+
+# every registered detector's tiny config (by its project name), then the other configs the tests export
 TINY = {
-    "conditional": "projects/conditional_detr/configs/conditional_detr_tiny_synthetic.py",
-    "dab": "projects/dab_detr/configs/dab_detr_tiny_synthetic.py",
-    "smca": "projects/smca_detr/configs/smca_detr_tiny_synthetic.py",
+    **{d.name: clone_path(d.tiny) for d in detectors()},
     # no tiny multi-scale config exists: the R50 one shrunk as tests/test_project_configs.py does
     "smca_multiscale": "projects/smca_detr/configs/smca_detr_r50_multiscale_12ep.py",
     # shrunk (1 encoder, 2 decoder layers, width 32): the torch.compile test
     "conditional_shrunk": "projects/conditional_detr/configs/conditional_detr_r50_12ep.py",
-    "sd_detr": "projects/sd_detr/configs/sd_detr_tiny_synthetic.py",
     "table2_baseline": "projects/sd_detr/configs/ablations/table2_baseline_tiny_synthetic.py",
     "table2_dfl": "projects/sd_detr/configs/ablations/table2_dfl_tiny_synthetic.py",
     "table2_taq": "projects/sd_detr/configs/ablations/table2_taq_tiny_synthetic.py",

@@ -12,7 +12,7 @@ import torch
 from sd_detr.export import (ExportableDetector, build_metadata, compare_detections, export_onnx, export_torchscript,
                             onnx_runner, torchscript_runner, trace)
 
-from .helpers import build, image
+from .helpers import build, detector_names, image
 
 pytestmark = pytest.mark.slow  # ONNX and TorchScript exports of every detector (about 45 s)
 
@@ -27,9 +27,8 @@ def eager_detections(model, img):
     return inst.pred_boxes.tensor, inst.scores, inst.pred_classes
 
 
-# the four detectors, SMCA multi-scale, and the SD-DETR ablation rows of Tables 2-3
-NAMES = ["conditional", "dab", "smca", "smca_multiscale", "sd_detr", "table2_baseline", "table2_dfl", "table2_taq",
-         "table3_split_decoder"]
+# every registered detector, SMCA multi-scale, and the SD-DETR ablation rows of Tables 2-3
+NAMES = detector_names() + ["smca_multiscale", "table2_baseline", "table2_dfl", "table2_taq", "table3_split_decoder"]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -68,7 +67,7 @@ def test_onnx_and_torchscript_give_the_eager_top_k(name, tmp_path):
 def test_a_batch_export_gives_each_image_its_own_detections(tmp_path):
     """[B, 3, H, W] in, [B, N, ...] out. Catches: top-k taken over the whole batch instead of per image, or
     boxes gathered from the wrong image."""
-    _, model = build("smca")
+    _, model = build("smca_detr")
     wrapper = ExportableDetector(model)
     batch = torch.stack([image(EXPORT_SHAPE, seed=4), image(EXPORT_SHAPE, seed=5)])
     meta = build_metadata(model, fmt="onnx", input_shape=batch.shape, dynamic=False)

@@ -38,10 +38,10 @@ def test_tool_writes_onnx_with_metadata_and_the_predictor_matches_the_eager_pred
 
     from sd_detr.engine import LazyPredictor
 
-    cfg, model, ckpt = _checkpoint("conditional", tmp_path)
+    cfg, model, ckpt = _checkpoint("conditional_detr", tmp_path)
     out = tmp_path / "export"
     tool = _tool()
-    args = tool.parse_args(["--config-file", config_path("conditional"), "--checkpoint", ckpt, "--format", "onnx",
+    args = tool.parse_args(["--config-file", config_path("conditional_detr"), "--checkpoint", ckpt, "--format", "onnx",
                             "--output", str(out), "--size", "128", "160", "--dynamic"])
     path = tool.export(args)
     props = {p.key: p.value for p in onnx.load(path).metadata_props}
@@ -67,9 +67,9 @@ def test_tool_torchscript_export_carries_metadata(tmp_path):
     """Catches: a TorchScript file without its metadata, or one that does not load with torch.jit.load."""
     from sd_detr.export import load_metadata
 
-    _, model, ckpt = _checkpoint("smca", tmp_path)
+    _, model, ckpt = _checkpoint("smca_detr", tmp_path)
     tool = _tool()
-    path = tool.export(tool.parse_args(["--config-file", config_path("smca"), "--checkpoint", ckpt, "--format",
+    path = tool.export(tool.parse_args(["--config-file", config_path("smca_detr"), "--checkpoint", ckpt, "--format",
                                         "torchscript", "--output", str(tmp_path / "ts"), "--size", "128", "128"]))
     os.remove(path + ".json")  # the metadata inside the file alone
     meta = load_metadata(path)
@@ -80,11 +80,11 @@ def test_tool_torchscript_export_carries_metadata(tmp_path):
 
 def test_tool_refuses_a_checkpoint_of_another_detector_naming_both(tmp_path):
     """Catches: a non-strict load that would export random weights for the missing keys."""
-    _, _, ckpt = _checkpoint("dab", tmp_path)
+    _, _, ckpt = _checkpoint("dab_detr", tmp_path)
     tool = _tool()
-    args = tool.parse_args(["--config-file", config_path("conditional"), "--checkpoint", ckpt, "--format", "onnx",
+    args = tool.parse_args(["--config-file", config_path("conditional_detr"), "--checkpoint", ckpt, "--format", "onnx",
                             "--output", str(tmp_path / "x")])
-    with pytest.raises(ExportError, match=r"dab_weights\.pth does not fit ConditionalDETR of .*conditional_detr_tiny"):
+    with pytest.raises(ExportError, match=r"dab_detr_weights\.pth does not fit ConditionalDETR of .*conditional_detr_tiny"):
         tool.export(args)
     assert not (tmp_path / "x" / "model.onnx").exists()
 
@@ -109,7 +109,7 @@ class _Eigen(torch.nn.Module):
 
 def test_an_operator_without_onnx_conversion_is_named_with_its_module(tmp_path):
     """Catches: the exporter's bare error (no detector, no module) reaching the user."""
-    _, model = build("conditional")
+    _, model = build("conditional_detr")
     model.input_proj = _Eigen(model.input_proj)
     wrapper = ExportableDetector(model)
     meta = build_metadata(model, fmt="onnx", input_shape=(3, 64, 64), dynamic=False)

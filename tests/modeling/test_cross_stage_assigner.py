@@ -11,6 +11,7 @@ from detectron2.config import LazyConfig, instantiate
 from sd_detr.modeling import CrossStageAssigner, FocalLoss, HungarianAssigner, HungarianMatcher, SetCriterion
 from sd_detr.modeling.structures import Assignment
 from sd_detr.modeling.losses import TaskAlignmentLoss, box_losses
+from sd_detr.model_zoo import detector_names
 
 from ..utils import REPO, random_batch
 
@@ -352,9 +353,9 @@ def test_plain_criterion_equals_focal_and_box_losses_of_hungarian_matches():
             assert torch.equal(losses[k + suffix], v * criterion.weight_dict[k]), k + suffix
 
 
-STAGE_ASSIGNER_CONFIGS = [TINY_CSA] + [
-    os.path.join(REPO, "projects", p, "configs", f"{p}_tiny_synthetic_stage_assigner.py")
-    for p in ("dab_detr", "smca_detr", "sd_detr")]
+# every registered detector's (TINY_CSA: Conditional DETR's)
+STAGE_ASSIGNER_CONFIGS = [os.path.join(REPO, "projects", p, "configs", f"{p}_tiny_synthetic_stage_assigner.py")
+                          for p in detector_names()]
 
 
 @pytest.mark.parametrize("config", STAGE_ASSIGNER_CONFIGS, ids=lambda p: os.path.basename(p)[:-3])

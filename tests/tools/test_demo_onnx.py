@@ -25,11 +25,11 @@ def test_demo_with_an_onnx_export_draws_the_eager_picture(tmp_path):
     """Catches: --onnx ignored or drawing with other class names, the exported predictor resizing or
     rescaling boxes unlike the eager one (the pictures would differ)."""
     pytest.importorskip("onnxruntime")
-    _, model = build("conditional")
+    _, model = build("conditional_detr")
     DETRCheckpointer(model, save_dir=str(tmp_path)).save("weights")
     ckpt = str(tmp_path / "weights.pth")
     export = _load_tool("export_model")
-    onnx_path = export.export(export.parse_args(["--config-file", config_path("conditional"), "--checkpoint", ckpt,
+    onnx_path = export.export(export.parse_args(["--config-file", config_path("conditional_detr"), "--checkpoint", ckpt,
                                                  "--format", "onnx", "--output", str(tmp_path / "export"),
                                                  "--size", "128", "160", "--dynamic"]))
     src = tmp_path / "in.png"
@@ -37,7 +37,7 @@ def test_demo_with_an_onnx_export_draws_the_eager_picture(tmp_path):
     demo = _load_tool("demo")
     # a threshold that keeps a few of the spread heads' detections (scores about 0.2-0.8)
     common = ["--input", str(src), "--confidence-threshold", "0.6"]
-    assert demo.main(["--config-file", config_path("conditional"), "--checkpoint", ckpt, *common,
+    assert demo.main(["--config-file", config_path("conditional_detr"), "--checkpoint", ckpt, *common,
                       "--output", str(tmp_path / "eager.png")]) == 0
     assert demo.main(["--onnx", onnx_path, *common, "--output", str(tmp_path / "onnx.png")]) == 0
     eager, exported = cv2.imread(str(tmp_path / "eager.png")), cv2.imread(str(tmp_path / "onnx.png"))
@@ -52,7 +52,7 @@ def test_demo_with_an_onnx_export_draws_the_eager_picture(tmp_path):
 def test_demo_refuses_onnx_together_with_a_config_or_checkpoint(tmp_path, capsys):
     demo = _load_tool("demo")
     with pytest.raises(SystemExit):
-        demo.main(["--onnx", "m.onnx", "--config-file", config_path("conditional"), "--input", "x.png"])
+        demo.main(["--onnx", "m.onnx", "--config-file", config_path("conditional_detr"), "--input", "x.png"])
     assert "either --config-file or --onnx" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         demo.main(["--onnx", "m.onnx", "--checkpoint", "w.pth", "--input", "x.png"])

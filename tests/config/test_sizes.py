@@ -6,15 +6,12 @@ from detectron2.config import LazyConfig, get_cfg, instantiate
 from detectron2.modeling import build_model
 
 from sd_detr.config import SIZES, ModelSize, add_all_configs, apply_size, apply_size_yacs
+from sd_detr.model_zoo import detectors, get_config_file
 
 from ..utils import REPO
 
-TINY = {
-    "ConditionalDETR": "conditional_detr/configs/conditional_detr_tiny_synthetic.py",
-    "DABDETR": "dab_detr/configs/dab_detr_tiny_synthetic.py",
-    "SMCADETR": "smca_detr/configs/smca_detr_tiny_synthetic.py",
-    "SDDETR": "sd_detr/configs/sd_detr_tiny_synthetic.py",
-}
+# every registered detector's tiny config, by meta-architecture
+TINY = {d.meta_arch: get_config_file(d.tiny) for d in detectors()}
 
 
 def _weights(model):
@@ -32,7 +29,7 @@ def test_the_yacs_applier_gives_the_tiny_synthetic_configs_model(meta_arch):
     torch.manual_seed(0)
     from_yacs = build_model(cfg)
     torch.manual_seed(0)
-    lazy = instantiate(LazyConfig.load(f"{REPO}/projects/{TINY[meta_arch]}").model)
+    lazy = instantiate(LazyConfig.load(TINY[meta_arch]).model)
     a, b = _weights(from_yacs), _weights(lazy)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert repr(from_yacs) == repr(lazy)

@@ -1,4 +1,6 @@
 """Shared pytest fixtures."""
+import logging
+
 import pytest
 
 
@@ -33,3 +35,17 @@ def memorise_env(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthetic_memorise")
     generate_synthetic_dataset(str(root), num_train=16, num_val=8, num_val_shift=4, seed=0, progress=False)
     return dict(os.environ, SD_DETR_SYNTHETIC_ROOT=str(root), PYTHONWARNINGS="ignore")
+
+
+@pytest.fixture
+def sd_detr_log(caplog):
+    """caplog on the project's logger, whether or not it propagates (Detectron2's setup_logger,
+    which every tool's main() calls, makes "sd_detr" stop propagating to the root logger caplog listens on)."""
+    logger = logging.getLogger("sd_detr")
+    logger.addHandler(caplog.handler)
+    caplog.handler.setLevel(logging.INFO)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    yield caplog
+    logger.setLevel(level)
+    logger.removeHandler(caplog.handler)

@@ -33,19 +33,6 @@ def _raw_rows(output_dir):
         return [json.loads(line) for line in f if line.strip()]
 
 
-@pytest.fixture
-def sd_detr_log(caplog):
-    """caplog on the project's logger, whether or not it propagates."""
-    logger = logging.getLogger("sd_detr")
-    logger.addHandler(caplog.handler)
-    caplog.handler.setLevel(logging.INFO)
-    level = logger.level
-    logger.setLevel(logging.INFO)
-    yield caplog
-    logger.setLevel(level)
-    logger.removeHandler(caplog.handler)
-
-
 def test_resume_after_a_kill_logs_each_iteration_once(synthetic_root, tmp_path, monkeypatch, sd_detr_log):
     """A run with checkpoints at iterations 2 and 5; then the state a kill -9 at iteration 5 leaves when
     the last checkpoint is iteration 2: last_checkpoint names model_0000002.pth, metrics.json holds rows

@@ -29,7 +29,7 @@ def _tiny_checkpoint(tmp_path):
     return str(path)
 
 
-def test_demo_draws_every_readable_image_and_reports_unreadable_ones_by_name(synthetic_root, tmp_path, caplog):
+def test_demo_draws_every_readable_image_and_reports_unreadable_ones_by_name(synthetic_root, tmp_path, sd_detr_log):
     images = sorted(glob.glob(os.path.join(synthetic_root, "val", "*.png")))[:2]
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not an image")
@@ -50,7 +50,7 @@ def test_demo_draws_every_readable_image_and_reports_unreadable_ones_by_name(syn
         assert drawn is not None and drawn.shape == cv2.imread(os.path.join(synthetic_root, "val", name)).shape
     # the log records, not stdout: Detectron2's setup_logger is cached, so its console handler keeps the stream
     # of the first test that called a tool's main() in this process
-    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    errors = [r.getMessage() for r in sd_detr_log.records if r.levelno >= logging.ERROR]
     assert any("broken.png" in line for line in errors) and any("missing.png" in line for line in errors)
 
 

@@ -38,14 +38,10 @@ def test_a_cycle_through_a_function_level_relative_import_is_found(tmp_path):
 
 # the tools whose library logic moved into sd_detr (issue 23): tests import sd_detr.ablations / sd_detr.benchmark
 MOVED_TOOLS = ("run_ablations", "benchmark")
-# H2's GPU-check tests still call tools/benchmark.py's main() in-process for its command line (to move to a
-# subprocess when that file is next edited)
-_NOT_YET = {"tests/tools/test_gpu_check.py"}
 
 
 def test_no_test_imports_the_tools_whose_logic_lives_in_the_package():
-    found = [hit for hit in import_graph.tool_imports(REPO, MOVED_TOOLS) if hit[0] not in _NOT_YET]
-    assert found == []
+    assert import_graph.tool_imports(REPO, MOVED_TOOLS) == []
 
 
 def test_tool_imports_are_found_in_every_form_and_a_subprocess_is_not_one(tmp_path):

@@ -205,22 +205,19 @@ def test_without_cuda_the_script_says_so_and_exits_2_and_the_dry_run_prints_the_
     assert "dab_detr_r50_12ep.py" in dry.stdout and "[tests] pytest tests/gpu" in dry.stdout
 
 
-def test_benchmark_refuses_amp_without_cuda(capsys):
-    import benchmark
-
-    with pytest.raises(SystemExit):
-        benchmark.main(["--config-file", "x.py", "--device", "cpu", "--amp"])
-    assert "--amp needs a CUDA device" in capsys.readouterr().err
+def test_benchmark_refuses_amp_without_cuda():
+    proc = subprocess.run([sys.executable, "tools/benchmark.py", "--config-file", "x.py", "--device", "cpu", "--amp"],
+                          cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 2 and "--amp needs a CUDA device" in proc.stderr
 
 
 @pytest.mark.slow  # a benchmark subprocess
 def test_benchmark_json_output_holds_the_rows(tmp_path):
-    import benchmark
-
     out = tmp_path / "b.json"
     tiny = os.path.join(REPO, "projects", "conditional_detr", "configs", "conditional_detr_tiny_synthetic.py")
-    benchmark.main(["--config-file", tiny, "--size", "64", "96", "--threads", "1", "--iters", "1", "--warmup", "0",
-                    "--tasks", "inference", "--device", "cpu", "--json", str(out)])
+    subprocess.run([sys.executable, "tools/benchmark.py", "--config-file", tiny, "--size", "64", "96", "--threads", "1",
+                    "--iters", "1", "--warmup", "0", "--tasks", "inference", "--device", "cpu", "--json", str(out)],
+                   cwd=REPO, check=True)
     data = json.loads(out.read_text())
     assert data["device"] == "cpu" and data["amp"] is False and data["batch"] == 1
     assert data["rows"][0]["config"] == tiny and data["rows"][0]["inference_s"] > 0

@@ -403,6 +403,17 @@ MUTANTS: List[Mutant] = [
            (GRAD_REACH + "[projects/dab_detr/configs/dab_detr_r50_12ep.py]",),
            "DAB-DETR: the width/height modulation head's output detached (the head never trains)",
            function="DABDecoder.positional_queries"),
+    # -------------------------------------------------------------- the weights' moving average (train.model_ema)
+    Mutant("ema_new_weight_is_decay", "sd_detr/engine/ema.py",
+           "torch._foreach_add_(avg, new, alpha=1.0 - self.decay)", "torch._foreach_add_(avg, new, alpha=self.decay)",
+           ("tests/engine/test_ema.py::test_update_formula_by_hand",),
+           "EMA: the live weights enter with weight decay instead of 1 - decay",
+           function="ModelEMA.update"),
+    Mutant("ema_not_checkpointed", "sd_detr/engine/train_loop.py",
+           'extra = {"model_ema": ema} if ema is not None else {}', "extra = {}",
+           ("tests/engine/test_ema.py::test_resume_continues_the_same_average",),
+           "EMA: the average left out of the checkpoints (--resume restarts it at the live weights)",
+           function="_train"),
     # -------------------------------------------------------------- (new sections go here; every mutant names
     # the function it edits, see Mutant)
 ]

@@ -23,242 +23,51 @@ Examples:
   python tools/gpu_check.py --train --train-iters 200 --detectors sd_detr
 """
 import argparse
-import json
-import math
 import os
-import subprocess
 import sys
-import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # run from a clone
 
-from sd_detr.model_zoo import detectors, get_config_file  # noqa: E402
-from sd_detr.utils.metrics import read_metrics_json  # noqa: E402
+from sd_detr.engine.gpu_check import (STEPS, CheckOptions, CheckTools, detector_table, format_plan,  # noqa: E402
+                                      plan, run_gpu_check)
 
-STEPS = ("tests", "benchmark", "train")
-SIZE, BATCH = (800, 1216), 2  # the R50 measurement: 2 images of 800x1216 per step
-
-
-def detector_table():
-    """``{name: Detector}`` of the registered detectors, in registration order (the table's rows)."""
-    return {d.name: d for d in detectors()}
-
-
-def tiny_config(name):
-    return get_config_file(detector_table()[name].tiny)
-
-
-def r50_config(name):
-    return get_config_file(detector_table()[name].r50)
+# this clone's tools, named as the commands run them (in the clone)
+TOOLS = CheckTools(benchmark="tools/benchmark.py", train="tools/lazyconfig_train_net.py")
 
 
 def parse_args(argv=None):
     names = list(detector_table())
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output", default="output/gpu_check", help="folder for runs, gpu_check.md and .json")
+    parser.add_argument("--output", default=CheckOptions.output, help="folder for runs, gpu_check.md and .json")
     parser.add_argument("--detectors", nargs="+", choices=names, default=names)
     parser.add_argument("--skip", nargs="+", choices=STEPS[:2], default=[], help="steps to leave out")
     parser.add_argument("--train", action="store_true",
                         help="also train the tiny configs with and without AMP (several minutes more)")
-    parser.add_argument("--train-iters", type=int, default=300, help="training iterations per tiny run (--train)")
-    parser.add_argument("--min-ap50", type=float, default=1.0, help="AP50 a trained tiny run must exceed (--train)")
-    parser.add_argument("--bench-iters", type=int, default=10, help="timed runs per benchmark measurement")
+    parser.add_argument("--train-iters", type=int, default=CheckOptions.train_iters,
+                        help="training iterations per tiny run (--train)")
+    parser.add_argument("--min-ap50", type=float, default=CheckOptions.min_ap50,
+                        help="AP50 a trained tiny run must exceed (--train)")
+    parser.add_argument("--bench-iters", type=int, default=CheckOptions.bench_iters,
+                        help="timed runs per benchmark measurement")
     parser.add_argument("--dry-run", action="store_true", help="print the commands and exit (no GPU needed)")
     args = parser.parse_args(argv)
-    if args.train_iters < 10:
-        parser.error(f"--train-iters must be at least 10 (got {args.train_iters}): the lr milestone sits at 90 %")
-    if args.bench_iters < 1:
-        parser.error(f"--bench-iters must be at least 1 (got {args.bench_iters})")
-    return args
-
-
-def plan(args, python=sys.executable):
-    """The (step, name, argv, meta) of every command the check runs, in order."""
-    cmds = []
-    if "tests" not in args.skip:
-        cmds.append(("tests", "pytest tests/gpu", [python, "-m", "pytest", "-q", "tests/gpu"], {}))
-    if "benchmark" not in args.skip:
-        configs = [r50_config(d) for d in args.detectors]
-        for amp in (False, True):
-            tag = "amp" if amp else "fp32"
-            path = os.path.join(args.output, f"benchmark_{tag}.json")
-            cmds.append(("benchmark", f"R50 {SIZE[0]}x{SIZE[1]} batch {BATCH} {tag}",
-                         [python, "tools/benchmark.py", "--device", "cuda", "--size", *map(str, SIZE),
-                          "--batch", str(BATCH), "--tasks", "inference", "train", "--iters", str(args.bench_iters),
-                          "--warmup", "3", "--json", path, "--config-file", *configs] + (["--amp"] if amp else []),
-                         {"amp": amp, "json": path, "detectors": list(args.detectors), "configs": configs}))
-    if args.train:
-        n = args.train_iters
-        budget = [f"train.max_iter={n}", f"lr_multiplier.milestones=[{int(n * 0.9)},{n}]", f"train.eval_period={n}",
-                  f"train.checkpointer.period={n}", "train.log_period=10", "train.device=cuda"]
-        for det in args.detectors:
-            cfg = tiny_config(det)
-            # --overwrite: a second check trains afresh in the folders of the first (issue 22)
-            base = [python, "tools/lazyconfig_train_net.py", "--config-file", cfg, "--overwrite"]
-            out = os.path.join(args.output, "train", det)
-            cmds.append(("train", f"{det} untrained", base + [f"train.output_dir={out}/untrained", "train.max_iter=0",
-                                                             "train.device=cuda"],
-                         {"detector": det, "amp": None, "output_dir": f"{out}/untrained"}))
-            for amp in (False, True):
-                tag = "amp" if amp else "fp32"
-                cmds.append(("train", f"{det} {tag}", base + [f"train.output_dir={out}/{tag}", *budget,
-                                                              f"train.amp.enabled={amp}"],
-                             {"detector": det, "amp": amp, "output_dir": f"{out}/{tag}"}))
-    return cmds
-
-
-def judge_training(rows, chance_ap50, min_ap50):
-    """Verdict on one training run from its metrics.json rows: finite losses and a learned AP50.
-
-    Returns a dict with ``ok``, ``reason``, the final ``AP``/``AP50`` and the number of loss rows."""
-    losses = [r["total_loss"] for r in rows if "total_loss" in r]
-    evals = [r for r in rows if "bbox/AP50" in r]
-    out = {"loss_rows": len(losses), "AP": evals[-1]["bbox/AP"] if evals else None,
-           "AP50": evals[-1]["bbox/AP50"] if evals else None}
-    if not losses:
-        return dict(out, ok=False, reason="no loss logged")
-    bad = [v for v in losses if not math.isfinite(v)]
-    if bad:
-        return dict(out, ok=False, reason=f"{len(bad)} non-finite total_loss values")
-    if not evals:
-        return dict(out, ok=False, reason="no evaluation")
-    need = max(10 * (chance_ap50 or 0.0), min_ap50)
-    if not out["AP50"] > need:
-        return dict(out, ok=False, reason=f"AP50 {out['AP50']:.2f} <= {need:.2f} (10 x chance or --min-ap50)")
-    return dict(out, ok=True, reason="finite losses, learned")
-
-
-COLUMNS = (  # (key, header): the one table's measured columns
-    ("train_ips_fp32", "train img/s fp32"), ("train_ips_amp", "train img/s AMP"),
-    ("inference_ips_fp32", "inference img/s fp32"), ("inference_ips_amp", "inference img/s AMP"),
-    ("train_mem_fp32", "peak mem train fp32 (GB)"), ("train_mem_amp", "peak mem train AMP (GB)"),
-)
-
-
-def table_rows(results):
-    """One row per detector from the benchmark steps' results: ``{"detector", "title", <COLUMNS keys>}``.
-
-    A benchmark result holds ``meta`` (``amp``, ``detectors`` and their ``configs`` in the order measured) and,
-    when the command succeeded, ``bench`` (tools/benchmark.py's JSON: ``batch`` and ``rows`` with ``config``,
-    ``inference_s``, ``train_s`` in seconds per step, ``train_mem`` in GB). Images/s = batch / seconds per
-    step. A measurement that is missing (the command failed, or the row lacks it) is None."""
-    titles = {d.name: d.title for d in detectors()}
-    rows = {}
-    for r in (r for r in results if r["step"] == "benchmark"):
-        tag = "amp" if r["meta"]["amp"] else "fp32"
-        bench = r.get("bench") or {}
-        by_config = {row["config"]: row for row in bench.get("rows", [])}
-        for det, config in zip(r["meta"]["detectors"], r["meta"]["configs"]):
-            row = rows.setdefault(det, dict({"detector": det, "title": titles.get(det, det)},
-                                            **{k: None for k, _ in COLUMNS}))
-            m = by_config.get(config, {})
-            per_s = (lambda key: bench["batch"] / m[key] if m.get(key) else None)
-            row.update({f"train_ips_{tag}": per_s("train_s"), f"inference_ips_{tag}": per_s("inference_s"),
-                        f"train_mem_{tag}": m.get("train_mem")})
-    return list(rows.values())
-
-
-def format_table(rows):
-    """The markdown table of :func:`table_rows` (``-`` where a measurement is missing)."""
-    lines = ["| detector | " + " | ".join(h for _, h in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
-    for row in rows:
-        cells = ["-" if row[k] is None else (f"{row[k]:.2f}" if k.endswith("_mem_fp32") or k.endswith("_mem_amp")
-                                              else f"{row[k]:.1f}") for k, _ in COLUMNS]
-        lines.append(f"| {row['title']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def format_report(env, results):
-    """Markdown of the check: one line on the machine, one on the CUDA tests, the one table (R50,
-    SIZE, BATCH images per step), the failed commands if any, and with --train the tiny runs' verdicts."""
-    lines = ["# GPU check", "", f"{env.get('gpu', '?')}, CUDA {env.get('cuda', '?')}, torch {env.get('torch', '?')}, "
-             f"{env.get('date', '')}.", ""]
-    tests = [r for r in results if r["step"] == "tests"]
-    if tests:
-        lines += [f"CUDA tests (`pytest tests/gpu`): {'passed' if tests[0]['returncode'] == 0 else 'FAILED'} "
-                  f"({tests[0]['seconds']:.0f} s).", ""]
-    rows = table_rows(results)
-    if rows:
-        lines += [f"R50, {BATCH} images of {SIZE[0]}x{SIZE[1]} per step; training step = forward + backward "
-                  f"(tools/benchmark.py's train task, GradScaler under AMP); medians of CUDA-synchronised runs; "
-                  f"peak memory = torch.cuda.max_memory_allocated.", "", format_table(rows)]
-    failed = [r for r in results if r["returncode"] != 0]
-    if failed:
-        lines += ["", "Failed: " + "; ".join(f"{r['step']} `{r['name']}` (exit {r['returncode']})" for r in failed)
-                  + " (output tails in gpu_check.json)."]
-    train = [r for r in results if r["step"] == "train" and r["meta"].get("amp") is not None]
-    if train:
-        fmt = (lambda x: "-" if x is None else f"{x:.2f}")
-        lines += ["", "Tiny configs trained on the synthetic data (--train):", "",
-                  "| detector | precision | s/iter | AP | AP50 | chance AP50 | verdict |", "|---|---|---|---|---|---|---|"]
-        for r in train:
-            v = r.get("verdict", {})
-            lines.append(f"| {r['meta']['detector']} | {'AMP' if r['meta']['amp'] else 'fp32'} | "
-                         f"{fmt(r.get('s_per_iter'))} | {fmt(v.get('AP'))} | {fmt(v.get('AP50'))} | "
-                         f"{fmt(r.get('chance_ap50'))} | {'ok' if v.get('ok') else 'FAIL: ' + v.get('reason', '?')} |")
-    return "\n".join(lines) + "\n"
-
-
-def cuda_environment():
-    import torch
-
-    if not torch.cuda.is_available():
-        return None
-    return {"gpu": torch.cuda.get_device_name(), "cuda": torch.version.cuda, "torch": torch.__version__,
-            "date": time.strftime("%Y-%m-%d")}
-
-
-def run(cmd):
-    t = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    return proc, time.perf_counter() - t
+    try:
+        options = CheckOptions(output=args.output, detectors=args.detectors, skip=args.skip, train=args.train,
+                               train_iters=args.train_iters, min_ap50=args.min_ap50, bench_iters=args.bench_iters)
+    except ValueError as e:
+        parser.error(str(e))
+    return options, args.dry_run
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    cmds = plan(args)
-    if args.dry_run:
-        for step, name, cmd, _ in cmds:
-            print(f"[{step}] {name}: {' '.join(cmd)}")
+    options, dry_run = parse_args(argv)
+    if dry_run:
+        for line in format_plan(plan(options, TOOLS)).splitlines():
+            print(line)
         return 0
-    env = cuda_environment()
-    if env is None:
-        print("gpu_check: no CUDA device (torch.cuda.is_available() is False); nothing to check here. "
-              "Use --dry-run to see the plan.", file=sys.stderr)
-        return 2
-    os.makedirs(os.path.join(REPO, args.output), exist_ok=True)
-    results, chance = [], {}
-    for step, name, cmd, meta in cmds:
-        print(f"[gpu_check] {step}: {name}", flush=True)
-        proc, secs = run(cmd)
-        r = {"step": step, "name": name, "returncode": proc.returncode, "seconds": secs, "meta": meta,
-             "tail": (proc.stdout + proc.stderr)[-3000:]}
-        if step == "train":
-            rows = read_metrics_json(os.path.join(REPO, meta["output_dir"]), missing_ok=True)
-            if meta["amp"] is None:
-                evals = [x for x in rows if "bbox/AP50" in x]
-                chance[meta["detector"]] = evals[-1]["bbox/AP50"] if evals else None
-            else:
-                r["chance_ap50"] = chance.get(meta["detector"])
-                r["verdict"] = judge_training(rows, r["chance_ap50"], args.min_ap50)
-                times = [x["time"] for x in rows if "time" in x]
-                r["s_per_iter"] = sorted(times)[len(times) // 2] if times else None
-        if step == "benchmark" and proc.returncode == 0:
-            with open(os.path.join(REPO, meta["json"])) as f:
-                r["bench"] = json.load(f)
-        results.append(r)
-        if proc.returncode != 0:
-            print(r["tail"], file=sys.stderr)
-    report = format_report(env, results)
-    with open(os.path.join(REPO, args.output, "gpu_check.md"), "w") as f:
-        f.write(report)
-    with open(os.path.join(REPO, args.output, "gpu_check.json"), "w") as f:
-        json.dump({"env": env, "results": results}, f, indent=1)
-    print(report)
-    failed = [r for r in results if r["returncode"] != 0 or not r.get("verdict", {"ok": True})["ok"]]
-    return 1 if failed else 0
+    return run_gpu_check(options, TOOLS, cwd=REPO)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""tools/gpu_check.py on a CPU machine: its plan, argument checks, verdicts and report (the GPU steps
-themselves only run where CUDA is)."""
+"""tools/gpu_check.py on a CPU machine (its library, sd_detr.engine.gpu_check): its plan, option checks,
+verdicts and report (the GPU steps themselves only run where CUDA is)."""
 import json
 import math
 import os
@@ -9,16 +9,19 @@ import sys
 import pytest
 import torch
 
+from sd_detr.engine import gpu_check
+from sd_detr.engine.gpu_check import CheckOptions, CheckTools
+
 from ..utils import REPO
 
-sys.path.insert(0, os.path.join(REPO, "tools"))
-import gpu_check  # noqa: E402
+# the tools as tools/gpu_check.py names them (its commands run in the clone)
+TOOLS = CheckTools(benchmark="tools/benchmark.py", train="tools/lazyconfig_train_net.py")
 
 
 def test_plan_is_the_cuda_tests_then_every_registered_detectors_r50_benchmark_in_fp32_and_amp():
     from sd_detr.model_zoo import detector_names, get_config_file
 
-    cmds = gpu_check.plan(gpu_check.parse_args(["--output", "out"]), python="py")
+    cmds = gpu_check.plan(CheckOptions(output="out"), TOOLS, python="py")
     assert [c[0] for c in cmds] == ["tests", "benchmark", "benchmark"]  # no training unless --train
     assert cmds[0][2] == ["py", "-m", "pytest", "-q", "tests/gpu"]
     fp32, amp = cmds[1], cmds[2]
@@ -35,7 +38,7 @@ def test_plan_is_the_cuda_tests_then_every_registered_detectors_r50_benchmark_in
 
 
 def test_plan_with_train_trains_every_detector_with_and_without_amp_after_its_untrained_evaluation():
-    cmds = gpu_check.plan(gpu_check.parse_args(["--train", "--train-iters", "200", "--output", "out"]), python="py")
+    cmds = gpu_check.plan(CheckOptions(train=True, train_iters=200, output="out"), TOOLS, python="py")
     train = [c for c in cmds if c[0] == "train"]
     assert [c[0] for c in cmds] == ["tests", "benchmark", "benchmark"] + ["train"] * len(train)
     names = list(gpu_check.detector_table())
@@ -51,10 +54,10 @@ def test_plan_with_train_trains_every_detector_with_and_without_amp_after_its_un
 
 
 def test_skip_and_detector_selection_are_obeyed():
-    cmds = gpu_check.plan(gpu_check.parse_args(["--skip", "tests", "--detectors", "sd_detr"]), python="py")
+    cmds = gpu_check.plan(CheckOptions(skip=["tests"], detectors=["sd_detr"]), TOOLS, python="py")
     assert [c[0] for c in cmds] == ["benchmark", "benchmark"]
     assert all(c[3]["detectors"] == ["sd_detr"] for c in cmds)
-    cmds = gpu_check.plan(gpu_check.parse_args(["--skip", "tests", "benchmark", "--train", "--detectors", "sd_detr"]),
+    cmds = gpu_check.plan(CheckOptions(skip=["tests", "benchmark"], train=True, detectors=["sd_detr"]), TOOLS,
                           python="py")
     assert {c[0] for c in cmds} == {"train"} and {c[3]["detector"] for c in cmds} == {"sd_detr"}
 
@@ -67,7 +70,7 @@ def test_a_fifth_registered_detector_is_a_choice_and_a_row_without_editing_the_s
     real = gpu_check.detectors()
     monkeypatch.setattr(gpu_check, "detectors", lambda: real + [fifth])
     monkeypatch.setattr(gpu_check, "get_config_file", lambda name: "/zoo/" + name)
-    cmds = gpu_check.plan(gpu_check.parse_args(["--skip", "tests"]), python="py")
+    cmds = gpu_check.plan(CheckOptions(skip=["tests"]), TOOLS, python="py")
     assert "/zoo/fifth_detr/fifth_detr_r50_12ep.py" in cmds[0][2]
     bench = {"batch": 2, "rows": [{"config": "/zoo/fifth_detr/fifth_detr_r50_12ep.py", "train_s": 0.5}]}
     rows = gpu_check.table_rows([dict(step="benchmark", returncode=0, meta=cmds[0][3], bench=bench)])
@@ -83,11 +86,13 @@ def test_the_cuda_tests_cover_every_registered_detector():
     assert all(path.endswith(f"{name}_tiny_synthetic.py") for name, path in test_cuda.TINY.items())
 
 
-@pytest.mark.parametrize("argv", [["--train-iters", "5"], ["--bench-iters", "0"], ["--skip", "nothing"]])
-def test_bad_arguments_are_refused_naming_the_option(argv, capsys):
-    with pytest.raises(SystemExit):
-        gpu_check.parse_args(argv)
-    assert argv[0] in capsys.readouterr().err
+@pytest.mark.parametrize("argv", [["--train-iters", "5"], ["--bench-iters", "0"], ["--skip", "nothing"],
+                                  ["--detectors", "nothing"]])
+def test_bad_arguments_are_refused_naming_the_option(argv):
+    option = {"--train-iters": {"train_iters": 5}, "--bench-iters": {"bench_iters": 0},
+              "--skip": {"skip": ["nothing"]}, "--detectors": {"detectors": ["nothing"]}}[argv[0]]
+    with pytest.raises(ValueError, match=argv[0]):
+        CheckOptions(**option)
 
 
 def test_training_verdict_needs_finite_losses_and_an_ap50_above_chance():
@@ -166,10 +171,9 @@ def test_report_with_train_adds_the_tiny_runs_verdicts_and_a_failed_test_run_say
 def test_main_runs_the_plan_and_writes_the_one_table(monkeypatch, tmp_path, capsys):
     """The whole pipeline with the commands faked (no GPU): each benchmark command's JSON is read back into
     the table, the report is printed and written, and the exit status follows the commands'."""
-    monkeypatch.setattr(gpu_check, "cuda_environment", lambda: {"gpu": "Fake GPU", "cuda": "13.0", "torch": "x"})
     ran = []
 
-    def fake_run(cmd):
+    def fake_run(cmd, cwd):
         ran.append(cmd)
         if "tools/benchmark.py" in cmd:
             path, configs = cmd[cmd.index("--json") + 1], cmd[cmd.index("--config-file") + 1:]
@@ -177,13 +181,13 @@ def test_main_runs_the_plan_and_writes_the_one_table(monkeypatch, tmp_path, caps
             speed = 2.0 if "--amp" in cmd else 1.0
             rows = [{"config": c, "inference_s": 0.1 / speed, "train_s": 0.5 / speed, "train_mem": 4.0 / speed}
                     for c in configs]
-            with open(os.path.join(gpu_check.REPO, path), "w") as f:
+            with open(os.path.join(cwd, path), "w") as f:
                 json.dump({"batch": 2, "rows": rows}, f)
         return subprocess.CompletedProcess(cmd, 0, "", ""), 3.0
 
-    monkeypatch.setattr(gpu_check, "run", fake_run)
     out = tmp_path / "gc"
-    assert gpu_check.main(["--output", str(out)]) == 0
+    assert gpu_check.run_gpu_check(CheckOptions(output=str(out)), TOOLS, cwd=REPO, run=fake_run,
+                                   environment=lambda: {"gpu": "Fake GPU", "cuda": "13.0", "torch": "x"}) == 0
     assert len(ran) == 3
     md = (out / "gpu_check.md").read_text()
     printed = capsys.readouterr().out.split("[gpu_check] benchmark: R50 800x1216 batch 2 amp\n", 1)[1]
@@ -203,6 +207,9 @@ def test_without_cuda_the_script_says_so_and_exits_2_and_the_dry_run_prints_the_
     assert dry.returncode == 0
     assert "[train] dab_detr amp:" in dry.stdout and "[benchmark]" in dry.stdout and "train.amp.enabled=True" in dry.stdout
     assert "dab_detr_r50_12ep.py" in dry.stdout and "[tests] pytest tests/gpu" in dry.stdout
+    bad = subprocess.run([sys.executable, "tools/gpu_check.py", "--dry-run", "--train-iters", "5"], cwd=REPO,
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "usage:" in bad.stderr and "--train-iters must be at least 10" in bad.stderr
 
 
 def test_benchmark_refuses_amp_without_cuda():
@@ -221,3 +228,11 @@ def test_benchmark_json_output_holds_the_rows(tmp_path):
     data = json.loads(out.read_text())
     assert data["device"] == "cpu" and data["amp"] is False and data["batch"] == 1
     assert data["rows"][0]["config"] == tiny and data["rows"][0]["inference_s"] > 0
+
+
+def test_the_plan_runs_the_tools_it_is_given():
+    """Bug caught: a tool's path fixed inside the package (it may not find files by the repository's layout)."""
+    tools = CheckTools(benchmark="/elsewhere/bench.py", train="/elsewhere/train.py")
+    cmds = gpu_check.plan(CheckOptions(skip=["tests"], train=True, detectors=["sd_detr"]), tools, python="py")
+    assert {tuple(c[2][:2]) for c in cmds if c[0] == "benchmark"} == {("py", "/elsewhere/bench.py")}
+    assert {tuple(c[2][:2]) for c in cmds if c[0] == "train"} == {("py", "/elsewhere/train.py")}

@@ -1,14 +1,10 @@
+"""tools/plot_metrics.py's library, sd_detr.utils.plot_metrics: a run's rows and the one PNG of runs overlaid."""
 import json
-import os
-import sys
 
 import cv2
 import pytest
 
-from ..utils import REPO
-
-sys.path.insert(0, os.path.join(REPO, "tools"))
-import plot_metrics  # noqa: E402
+from sd_detr.utils import plot_metrics
 
 
 def _write(path, rows, tail=""):
@@ -30,7 +26,11 @@ def test_two_runs_are_drawn_into_one_png(tmp_path):
     _write(a, [{"iteration": i, "total_loss": 10 - i, "loss_class": 1.0 / (i + 1)} for i in range(10)] + [{"iteration": 9, "bbox/AP": 3.0}])
     _write(b, [{"iteration": i, "total_loss": 9 - i, "loss_class": 2.0 / (i + 1)} for i in range(10)])
     out = tmp_path / "plot.png"
-    assert plot_metrics.main([str(a), str(b.parent), "--output", str(out), "--keys", "total_loss", "loss_class", "bbox/AP", "loss_unknown"]) == 0
+    runs = [str(a), str(b.parent)]
+    assert plot_metrics.default_labels(runs) == ["a", "b"]  # the run folders' names
+    keys = plot_metrics.plot([plot_metrics.load_metrics(r) for r in runs], plot_metrics.default_labels(runs),
+                             ["total_loss", "loss_class", "bbox/AP", "loss_unknown"], str(out))
+    assert keys == ["total_loss", "loss_class", "bbox/AP"]  # a key no run holds is left out
     img = cv2.imread(str(out))
     assert img is not None and img.shape[1] == 1500  # three panels of 5 inches at 100 dpi
 

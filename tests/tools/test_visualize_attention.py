@@ -1,14 +1,14 @@
+"""tools/visualize_attention.py's library, sd_detr.visualization.attention."""
 import os
-import sys
 
 import cv2
+import pytest
 import torch
 from detectron2.config import LazyConfig, instantiate
 
-from ..utils import REPO
+from sd_detr.visualization import attention as visualize_attention
 
-sys.path.insert(0, os.path.join(REPO, "tools"))
-import visualize_attention  # noqa: E402
+from ..utils import REPO
 
 TINY = f"{REPO}/projects/conditional_detr/configs/conditional_detr_tiny_synthetic.py"
 
@@ -29,7 +29,7 @@ def test_attention_maps_are_per_head_distributions_over_the_unpadded_feature_map
     assert not model.decoder.layers[-1].cross_attn.record_attention  # switched off again
 
 
-def test_tool_writes_a_png_for_a_saved_checkpoint(synthetic_root, tmp_path):
+def test_a_png_is_written_for_a_saved_checkpoint_and_an_unreadable_image_is_named(synthetic_root, tmp_path):
     torch.manual_seed(0)
     model = instantiate(LazyConfig.load(TINY).model)
     ckpt = tmp_path / "m.pth"
@@ -38,9 +38,13 @@ def test_tool_writes_a_png_for_a_saved_checkpoint(synthetic_root, tmp_path):
     out = tmp_path / "att.png"
     os.environ["SD_DETR_SYNTHETIC_ROOT"] = synthetic_root
     try:
-        assert visualize_attention.main(["--config-file", TINY, "--checkpoint", str(ckpt), "--input", image,
-                                         "--output", str(out), "--parts", "spatial", "content", "combined",
-                                         "--opts", "train.device=cpu"]) == 0
+        maps = visualize_attention.save_attention_picture(TINY, str(ckpt), image, str(out),
+                                                          parts=["spatial", "content", "combined"],
+                                                          opts=["train.device=cpu"])
+        assert list(maps) == ["cross_attn"]
+        with pytest.raises(visualize_attention.ImageReadError, match="cannot read image .*missing.png"):
+            visualize_attention.save_attention_picture(TINY, str(ckpt), str(tmp_path / "missing.png"),
+                                                       str(tmp_path / "no.png"), opts=["train.device=cpu"])
     finally:
         del os.environ["SD_DETR_SYNTHETIC_ROOT"]
     png = cv2.imread(str(out))

@@ -30,8 +30,6 @@ Examples:
   python tools/demo.py --onnx export/model.onnx --input street.jpg --output street_detections.jpg
 """
 import argparse
-import glob
-import logging
 import os
 import sys
 
@@ -39,207 +37,26 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 import sd_detr  # noqa: E402,F401  (first: registers the models, quiets import-time warnings)
 
-import cv2  # noqa: E402
-import tqdm  # noqa: E402
-from detectron2.data import MetadataCatalog  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
-from detectron2.utils.visualizer import Visualizer  # noqa: E402
 
-logger = logging.getLogger("sd_detr.demo")
-
-FALLBACK_THRESHOLD = 0.5  # Detectron2's demo/demo.py default, where no validation set is at hand
-
-
-def build_predictor(config_file, opts, checkpoint=None):
-    """(predictor, metadata) for a LazyConfig .py or a yacs .yaml file; ``checkpoint`` (if given) replaces
-    train.init_checkpoint / MODEL.WEIGHTS. Weights are loaded strictly on both paths."""
-    if config_file.endswith(".py"):
-        from detectron2.config import LazyConfig
-
-        from sd_detr.config import check_override_keys
-        from sd_detr.engine import LazyPredictor
-
-        cfg = LazyConfig.load(config_file)
-        check_override_keys(cfg, opts)
-        cfg = LazyConfig.apply_overrides(cfg, opts)
-        predictor = LazyPredictor(cfg, checkpoint=checkpoint)
-        return predictor, predictor.metadata
-    from detectron2.config import get_cfg
-
-    from sd_detr.config import add_all_configs
-    from sd_detr.config.yacs import merge_yaml_config
-    from sd_detr.engine.predictor import strict_default_predictor
-
-    cfg = get_cfg()
-    add_all_configs(cfg)
-    merge_yaml_config(cfg, config_file)  # data only: a !!python tag is an error, never run
-    cfg.merge_from_list(opts)
-    if checkpoint is not None:
-        cfg.MODEL.WEIGHTS = checkpoint
-    if cfg.MODEL.DEVICE == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            cfg.MODEL.DEVICE = "cpu"
-    cfg.freeze()
-    metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0] if len(cfg.DATASETS.TEST) else "__unused")
-    return strict_default_predictor(cfg), metadata
+from sd_detr.visualization.demo import (  # noqa: E402
+    FALLBACK_THRESHOLD,
+    calibration_images,
+    check_demo_arguments,
+    confidence_threshold,
+    run_demo,
+)
 
 
-def build_exported_predictor(path):
-    """(predictor, metadata) for a file of tools/export_model.py: sd_detr.export.OnnxPredictor (the
-    DefaultPredictor call interface) and metadata carrying the export's class names."""
-    from sd_detr.export import OnnxPredictor
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"--onnx {path}: no such file")
-    predictor = OnnxPredictor(path)
-    name = f"__sd_detr_export_{os.path.abspath(path)}"
-    metadata = MetadataCatalog.get(name)
-    if not metadata.get("thing_classes", None):
-        metadata.set(thing_classes=list(predictor.class_names))
-    return predictor, metadata
-
-
-def choose_threshold(predictor, given=None, lazy_config=True, num_images=None, floor=None):
-    """(threshold, where it came from): ``given`` (--confidence-threshold) if not None; else the F1-optimal
-    threshold of ``predictor.model`` on the first ``num_images`` images of ``predictor.cfg``'s test set
-    (LazyConfig path: :func:`~sd_detr.evaluation.score_threshold.threshold_from_config`, the rule of
-    tools/visualize_predictions.py); else :data:`FALLBACK_THRESHOLD`, the reason being said."""
-    from sd_detr.evaluation.score_threshold import (
-        DEFAULT_CALIBRATION_IMAGES,
-        DEFAULT_SCORE_FLOOR,
-        NoValidationSet,
-        threshold_from_config,
-    )
-
-    if given is not None:
-        return given, f"score >= {given}, given by --confidence-threshold"
-    if not lazy_config:
-        reason = "no validation set at hand (a yacs config or an --onnx export)"
-    else:
+def _option(check):
+    """An argparse type from a package check that raises ValueError (its message is argparse's error)."""
+    def parse(value):
         try:
-            choice = threshold_from_config(
-                predictor.model, predictor.cfg,
-                num_images=DEFAULT_CALIBRATION_IMAGES if num_images is None else num_images,
-                floor=DEFAULT_SCORE_FLOOR if floor is None else floor)
-            return choice.threshold, choice.describe() + "; --confidence-threshold X overrides it"
-        except (NoValidationSet, OSError, ValueError) as e:  # missing files, no or malformed annotations
-            reason = f"no validation set to choose it on ({type(e).__name__}: {e})"
-    return FALLBACK_THRESHOLD, (f"score >= {FALLBACK_THRESHOLD}, Detectron2's default: {reason}; "
-                                "--confidence-threshold X sets another")
-
-
-def draw(predictor, metadata, bgr, threshold):
-    instances = predictor(bgr)["instances"].to("cpu")
-    instances = instances[instances.scores >= threshold]
-    vis = Visualizer(bgr[:, :, ::-1], metadata)
-    return vis.draw_instance_predictions(instances).get_image()[:, :, ::-1], len(instances)
-
-
-def expand_inputs(patterns):
-    paths = []
-    for p in patterns:
-        matches = sorted(glob.glob(os.path.expanduser(p)))
-        paths.extend(matches if matches else [p])  # a missing file is reported when it is read
-    return paths
-
-
-def output_paths(output, paths):
-    """The file each input image is written to (None: nothing is written).
-
-    One input: ``output`` itself, unless it is a folder (exists, or has no extension). Several: files in
-    the folder ``output`` under the inputs' own names; inputs sharing a file name (a/x.png, b/x.png) keep
-    them apart: the first keeps its name, the others get ``x_1.png``, ``x_2.png``, ... (never the own
-    name of another input). Returns (targets, renamed): one target per input, and (input, target) pairs
-    of the renamed ones."""
-    if output is None:
-        return [None] * len(paths), []
-    if len(paths) == 1 and not os.path.isdir(output) and os.path.splitext(output)[1]:
-        return [output], []
-    names = [os.path.basename(p) for p in paths]
-    taken, targets, renamed = set(), [], []
-    own = set(names)
-    for path, name in zip(paths, names):
-        final = name
-        if final in taken:
-            stem, ext = os.path.splitext(name)
-            k = 1
-            while f"{stem}_{k}{ext}" in taken or f"{stem}_{k}{ext}" in own:
-                k += 1
-            final = f"{stem}_{k}{ext}"
-        taken.add(final)
-        targets.append(os.path.join(output, final))
-        if final != name:
-            renamed.append((path, targets[-1]))
-    return targets, renamed
-
-
-def run_images(predictor, metadata, paths, output, threshold):
-    skipped = []
-    targets, renamed = output_paths(output, paths)
-    if renamed:
-        # printed (not only logged) because the user looks for these files under other names
-        print(f"{len(renamed)} input(s) share a file name with another input; written as:\n"
-              + "\n".join(f"  {src} -> {dst}" for src, dst in renamed), flush=True)
-    for path, target in tqdm.tqdm(list(zip(paths, targets)), disable=len(paths) < 2):
-        bgr = cv2.imread(path, cv2.IMREAD_COLOR) if os.path.isfile(path) else None
-        if bgr is None:
-            logger.error("cannot read image %s (missing or not an image): skipped", path)
-            skipped.append(path)
-            continue
-        picture, n = draw(predictor, metadata, bgr, threshold)
-        if target:
-            os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
-            cv2.imwrite(target, picture)
-        logger.info("%s: %d detections%s", path, n, f" -> {target}" if target else "")
-    return skipped
-
-
-def run_video(predictor, metadata, path, output, threshold):
-    video = cv2.VideoCapture(path)
-    if not video.isOpened():
-        logger.error("cannot open video %s: skipped", path)
-        return [path]
-    fps = video.get(cv2.CAP_PROP_FPS) or 25.0
-    frames = int(video.get(cv2.CAP_PROP_FRAME_COUNT))
-    writer = None
-    for _ in tqdm.tqdm(range(frames) if frames > 0 else iter(int, 1)):
-        ok, frame = video.read()
-        if not ok:
-            break
-        picture, _ = draw(predictor, metadata, frame, threshold)
-        if output:
-            if writer is None:
-                target = output if os.path.splitext(output)[1] else os.path.join(output, os.path.basename(path))
-                os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
-                writer = cv2.VideoWriter(target, cv2.VideoWriter_fourcc(*"mp4v"), fps,
-                                         (picture.shape[1], picture.shape[0]))
-            writer.write(picture)
-    video.release()
-    if writer is not None:
-        writer.release()
-    return []
-
-
-def _threshold(value):
-    try:
-        t = float(value)
-    except ValueError:
-        t = None
-    if t is None or not 0.0 <= t <= 1.0:
-        raise argparse.ArgumentTypeError(f"--confidence-threshold must be a number in [0, 1], got {value!r}")
-    return t
-
-
-def _positive_int(value):
-    try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"--calibration-images must be a positive integer, got {value!r}")
-    return n
+            return check(value)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    parse.__name__ = check.__name__
+    return parse
 
 
 def get_parser():
@@ -253,10 +70,10 @@ def get_parser():
     parser.add_argument("--output", help="output file (one input) or folder; nothing is written if omitted")
     parser.add_argument("--checkpoint", default=None,
                         help="weights to load (strictly); default: train.init_checkpoint / MODEL.WEIGHTS")
-    parser.add_argument("--confidence-threshold", type=_threshold, default=None,
+    parser.add_argument("--confidence-threshold", type=_option(confidence_threshold), default=None,
                         help="draw detections scoring at least this; default: the F1-optimal threshold on the "
                              f"config's test set (as tools/visualize_predictions.py), else {FALLBACK_THRESHOLD}")
-    parser.add_argument("--calibration-images", type=_positive_int, default=None,
+    parser.add_argument("--calibration-images", type=_option(calibration_images), default=None,
                         help="how many test images (from the first) choose the default threshold (default: "
                              "as tools/visualize_predictions.py, 200)")
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[],
@@ -265,31 +82,16 @@ def get_parser():
 
 
 def main(argv=None):
-    args = get_parser().parse_args(argv)
+    parser = get_parser()
+    args = parser.parse_args(argv)
     setup_logger(name="sd_detr")
-    if not args.input and not args.video_input:
-        get_parser().error("give --input and/or --video-input")
-    if bool(args.config_file) == bool(args.onnx):
-        get_parser().error("give either --config-file or --onnx")
-    if args.onnx:
-        if args.checkpoint or args.opts:
-            get_parser().error("--checkpoint and --opts belong to --config-file; an --onnx export carries its weights")
-        predictor, metadata = build_exported_predictor(args.onnx)
-    else:
-        predictor, metadata = build_predictor(args.config_file, args.opts, checkpoint=args.checkpoint)
-    lazy = bool(args.config_file) and args.config_file.endswith(".py")
-    threshold, source = choose_threshold(predictor, args.confidence_threshold, lazy_config=lazy,
-                                         num_images=args.calibration_images)
-    print(f"drawing threshold: {source}", flush=True)
-    skipped = []
-    if args.input:
-        skipped += run_images(predictor, metadata, expand_inputs(args.input), args.output, threshold)
-    if args.video_input:
-        skipped += run_video(predictor, metadata, args.video_input, args.output, threshold)
-    if skipped:
-        logger.error("skipped %d input(s): %s", len(skipped), ", ".join(skipped))
-        return 1
-    return 0
+    try:
+        check_demo_arguments(args.config_file, args.onnx, args.input, args.video_input, args.checkpoint, args.opts)
+    except ValueError as e:
+        parser.error(str(e))
+    return run_demo(config_file=args.config_file, onnx=args.onnx, inputs=args.input, video_input=args.video_input,
+                    output=args.output, checkpoint=args.checkpoint, confidence_threshold=args.confidence_threshold,
+                    calibration_images=args.calibration_images, opts=args.opts)
 
 
 if __name__ == "__main__":

@@ -15,63 +15,23 @@ Example:
   python tools/visualize_predictions.py ... --threshold 0.5                  # fixed threshold
 """
 import argparse
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a clone
 
 import sd_detr  # noqa: E402,F401  (first: imports Detectron2 without the torch.jit.script warning)
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-from detectron2.config import LazyConfig, instantiate  # noqa: E402
-from detectron2.data import MetadataCatalog  # noqa: E402
-from detectron2.utils.visualizer import Visualizer  # noqa: E402
 
-from sd_detr.checkpoint import DETRCheckpointer  # noqa: E402
-from sd_detr.config import check_override_keys  # noqa: E402
-from sd_detr.engine.accel import optimize_for_cpu  # noqa: E402
-from sd_detr.evaluation.score_threshold import (  # noqa: E402
-    DEFAULT_CALIBRATION_IMAGES,
-    DEFAULT_SCORE_FLOOR,
-    calibrate_threshold,
-    predict_dataset,
-)
-
-SCALE = 2.0  # pictures are drawn at twice the image size
-
-
-def read_rgb(file_name):
-    return cv2.cvtColor(cv2.imread(file_name, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-
-
-def draw(image, instances, metadata):
-    """RGB uint8 picture (SCALE x the image size) of ``instances`` drawn on ``image``."""
-    return Visualizer(image, metadata, scale=SCALE).draw_instance_predictions(instances).get_image()
-
-
-def tile(images, columns):
-    """Grid of RGB images (padded to the largest) -> one RGB image."""
-    h = max(i.shape[0] for i in images)
-    w = max(i.shape[1] for i in images)
-    rows = (len(images) + columns - 1) // columns
-    grid = np.full((rows * h, columns * w, 3), 255, dtype=np.uint8)
-    for k, img in enumerate(images):
-        r, c = divmod(k, columns)
-        grid[r * h: r * h + img.shape[0], c * w: c * w + img.shape[1]] = img
-    return grid
+from sd_detr.evaluation.score_threshold import DEFAULT_CALIBRATION_IMAGES, DEFAULT_SCORE_FLOOR  # noqa: E402
+from sd_detr.visualization.predictions import visualize_predictions  # noqa: E402
+from sd_detr.visualization.predictions import parse_threshold as _parse_threshold  # noqa: E402
 
 
 def parse_threshold(value):
-    if value == "auto":
-        return value
     try:
-        t = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--threshold must be 'auto' or a number in [0, 1], got {value!r}")
-    if not 0.0 <= t <= 1.0:
-        raise argparse.ArgumentTypeError(f"--threshold must be 'auto' or a number in [0, 1], got {value!r}")
-    return t
+        return _parse_threshold(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def main(argv=None):
@@ -97,43 +57,14 @@ def main(argv=None):
     if args.threshold == "auto" and args.calibration_images < 1:
         parser.error(f"--calibration-images must be >= 1 with --threshold auto, got {args.calibration_images}")
 
-    cfg = LazyConfig.load(args.config_file)
-    check_override_keys(cfg, args.opts)
-    cfg = LazyConfig.apply_overrides(cfg, args.opts)
-    model = instantiate(cfg.model).to(cfg.train.device)
-    optimize_for_cpu(model)
-    DETRCheckpointer(model, strict=True).load(args.checkpoint)
-    dataset = instantiate(cfg.dataloader.test.dataset)
-    mapper = instantiate(cfg.dataloader.test.mapper)
-    names = cfg.dataloader.test.dataset.names
-    metadata = MetadataCatalog.get(names if isinstance(names, str) else names[0])
-
-    shown = dataset[: args.num_images]
-    n_cal = args.calibration_images if args.threshold == "auto" else 0
-    predictions = predict_dataset(model, dataset[:max(len(shown), n_cal)], mapper)
-    if args.threshold == "auto":
-        # the rule tools/demo.py follows too (sd_detr.evaluation.score_threshold.threshold_from_config):
-        # the first --calibration-images test images, whatever --num-images shows
-        choice = calibrate_threshold(model, dataset[:n_cal], mapper, floor=args.score_floor,
-                                     predictions=predictions[:n_cal],
-                                     dataset=names if isinstance(names, str) else "+".join(names))
-        threshold, rule = choice.threshold, choice.describe()
-    else:
-        threshold, rule = args.threshold, f"score >= {args.threshold}"
-    kept = [p[p.scores >= threshold] for p in predictions[: len(shown)]]
-    pictures = [draw(read_rgb(d["file_name"]), k, metadata) for d, k in zip(shown, kept)]
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    cv2.imwrite(args.output, cv2.cvtColor(tile(pictures, args.columns), cv2.COLOR_RGB2BGR))
-    n_boxes = sum(len(k) for k in kept)
-    if args.detections_json:
-        with open(args.detections_json, "w") as f:
-            json.dump({"threshold": threshold, "rule": rule, "columns": args.columns, "scale": SCALE, "images": [
-                {"file_name": d["file_name"], "boxes": k.pred_boxes.tensor.tolist(), "scores": k.scores.tolist(),
-                 "classes": k.pred_classes.tolist()} for d, k in zip(shown, kept)]}, f)
-    print(f"drew {n_boxes} boxes on {len(pictures)} images ({rule}) -> {args.output}")
-    if n_boxes == 0:
+    out = visualize_predictions(args.config_file, args.checkpoint, args.output, num_images=args.num_images,
+                                columns=args.columns, threshold=args.threshold,
+                                calibration_images=args.calibration_images, score_floor=args.score_floor,
+                                detections_json=args.detections_json, opts=args.opts)
+    print(f"drew {out['num_boxes']} boxes on {len(out['dataset'])} images ({out['rule']}) -> {args.output}")
+    if out["num_boxes"] == 0:
         print("warning: no detection reached the threshold: the picture shows no box", file=sys.stderr)
-    return {"threshold": threshold, "detections": kept, "dataset": shown, "num_boxes": n_boxes}
+    return out
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""tools/export_model.py end to end, its errors, OnnxPredictor against the eager predictor, torch.compile."""
-import importlib.util
+"""tools/export_model.py's library (sd_detr.export.from_config) end to end, its errors, OnnxPredictor against the
+eager predictor, torch.compile."""
 import json
 import os
 
@@ -10,18 +10,11 @@ import torch
 from sd_detr.checkpoint import DETRCheckpointer
 from sd_detr.export import (ExportableDetector, ExportError, OnnxPredictor, build_metadata, compare_detections,
                             export_onnx)
+from sd_detr.export.from_config import check_export_options, export_from_config
 
-from ..utils import REPO
 from .helpers import build, config_path, image
 
 pytestmark = pytest.mark.slow  # exports and torch.compile (about 15 s)
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location("export_model", os.path.join(REPO, "tools", "export_model.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _checkpoint(name, tmp_path):
@@ -40,10 +33,8 @@ def test_tool_writes_onnx_with_metadata_and_the_predictor_matches_the_eager_pred
 
     cfg, model, ckpt = _checkpoint("conditional_detr", tmp_path)
     out = tmp_path / "export"
-    tool = _tool()
-    args = tool.parse_args(["--config-file", config_path("conditional_detr"), "--checkpoint", ckpt, "--format", "onnx",
-                            "--output", str(out), "--size", "128", "160", "--dynamic"])
-    path = tool.export(args)
+    path = export_from_config(config_path("conditional_detr"), str(out), "onnx", checkpoint=ckpt, size=(128, 160),
+                              dynamic=True)
     props = {p.key: p.value for p in onnx.load(path).metadata_props}
     assert json.loads(props["class_names"]) == ["ellipse", "rectangle", "triangle", "cross", "ring"]
     assert json.loads(props["pixel_mean"]) == pytest.approx([123.675, 116.28, 103.53])
@@ -68,9 +59,8 @@ def test_tool_torchscript_export_carries_metadata(tmp_path):
     from sd_detr.export import load_metadata
 
     _, model, ckpt = _checkpoint("smca_detr", tmp_path)
-    tool = _tool()
-    path = tool.export(tool.parse_args(["--config-file", config_path("smca_detr"), "--checkpoint", ckpt, "--format",
-                                        "torchscript", "--output", str(tmp_path / "ts"), "--size", "128", "128"]))
+    path = export_from_config(config_path("smca_detr"), str(tmp_path / "ts"), "torchscript", checkpoint=ckpt,
+                              size=(128, 128))
     os.remove(path + ".json")  # the metadata inside the file alone
     meta = load_metadata(path)
     assert meta["detector"] == "SMCADETR" and meta["input"]["shape"] == [3, 128, 128]
@@ -81,18 +71,15 @@ def test_tool_torchscript_export_carries_metadata(tmp_path):
 def test_tool_refuses_a_checkpoint_of_another_detector_naming_both(tmp_path):
     """Catches: a non-strict load that would export random weights for the missing keys."""
     _, _, ckpt = _checkpoint("dab_detr", tmp_path)
-    tool = _tool()
-    args = tool.parse_args(["--config-file", config_path("conditional_detr"), "--checkpoint", ckpt, "--format", "onnx",
-                            "--output", str(tmp_path / "x")])
     with pytest.raises(ExportError, match=r"dab_detr_weights\.pth does not fit ConditionalDETR of .*conditional_detr_tiny"):
-        tool.export(args)
+        export_from_config(config_path("conditional_detr"), str(tmp_path / "x"), "onnx", checkpoint=ckpt)
     assert not (tmp_path / "x" / "model.onnx").exists()
 
 
-def test_tool_refuses_an_unsupported_format(capsys):
-    with pytest.raises(SystemExit):
-        _tool().parse_args(["--config-file", "c.py", "--format", "tflite", "--output", "o"])
-    assert "--format 'tflite' is not supported; choose one of onnx, torchscript" in capsys.readouterr().err
+def test_tool_refuses_an_unsupported_format():
+    """The check behind tools/export_model.py's usage error (its parse_args turns it into one)."""
+    with pytest.raises(ValueError, match="--format 'tflite' is not supported; choose one of onnx, torchscript"):
+        check_export_options("tflite")
 
 
 class _Eigen(torch.nn.Module):

@@ -1,7 +1,7 @@
+"""tools/demo.py's library, sd_detr.visualization.demo, and Detectron2's DefaultPredictor on the yacs configs."""
 import glob
 import logging
 import os
-import sys
 
 import cv2
 import numpy as np
@@ -11,11 +11,9 @@ from detectron2.config import LazyConfig, get_cfg, instantiate
 from detectron2.engine import DefaultPredictor
 
 from sd_detr.config import add_all_configs
+from sd_detr.visualization import demo
 
 from ..utils import REPO
-
-sys.path.insert(0, os.path.join(REPO, "tools"))
-import demo  # noqa: E402
 
 TINY = f"{REPO}/projects/conditional_detr/configs/conditional_detr_tiny_synthetic.py"
 YAML = f"{REPO}/projects/conditional_detr/configs/yacs/conditional_detr_r50_12ep.yaml"
@@ -37,9 +35,9 @@ def test_demo_draws_every_readable_image_and_reports_unreadable_ones_by_name(syn
     out = tmp_path / "out"
     os.environ["SD_DETR_SYNTHETIC_ROOT"] = synthetic_root
     try:
-        status = demo.main(["--config-file", TINY, "--input", *images, str(broken), missing, "--output", str(out),
-                            "--confidence-threshold", "0.0", "--opts", f"train.init_checkpoint={_tiny_checkpoint(tmp_path)}",
-                            "train.device=cpu"])
+        status = demo.run_demo(config_file=TINY, inputs=[*images, str(broken), missing], output=str(out),
+                               confidence_threshold=0.0,
+                               opts=[f"train.init_checkpoint={_tiny_checkpoint(tmp_path)}", "train.device=cpu"])
     finally:
         del os.environ["SD_DETR_SYNTHETIC_ROOT"]
     assert status == 1
@@ -48,8 +46,8 @@ def test_demo_draws_every_readable_image_and_reports_unreadable_ones_by_name(syn
     for name in written:
         drawn = cv2.imread(str(out / name))
         assert drawn is not None and drawn.shape == cv2.imread(os.path.join(synthetic_root, "val", name)).shape
-    # the log records, not stdout: Detectron2's setup_logger is cached, so its console handler keeps the stream
-    # of the first test that called a tool's main() in this process
+    # the log records, not stdout: Detectron2's setup_logger (a tool's) is cached, so its console handler keeps
+    # the stream of the first caller in a process
     errors = [r.getMessage() for r in sd_detr_log.records if r.levelno >= logging.ERROR]
     assert any("broken.png" in line for line in errors) and any("missing.png" in line for line in errors)
 

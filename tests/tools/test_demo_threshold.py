@@ -4,7 +4,6 @@ threshold on the config's test set (sd_detr.evaluation.score_threshold.threshold
 import json
 import os
 import shutil
-import sys
 
 import pytest
 import torch
@@ -13,12 +12,10 @@ from detectron2.config import LazyConfig, instantiate
 from sd_detr.checkpoint import DETRCheckpointer
 from sd_detr.evaluation import score_threshold
 from sd_detr.evaluation.score_threshold import DEFAULT_SCORE_FLOOR, predict_dataset
+from sd_detr.visualization import demo
+from sd_detr.visualization.predictions import visualize_predictions
 
 from ..utils import REPO
-
-sys.path.insert(0, os.path.join(REPO, "tools"))
-import demo  # noqa: E402
-import visualize_predictions  # noqa: E402
 
 TINY = f"{REPO}/projects/conditional_detr/configs/conditional_detr_tiny_synthetic.py"
 
@@ -83,9 +80,9 @@ def calibrated(synthetic_root, tmp_path, monkeypatch):
     return checkpoint, tmp_path
 
 
-def _visualize_threshold(checkpoint, tmp_path, *extra):
-    out = visualize_predictions.main(["--config-file", TINY, "--checkpoint", checkpoint, "--num-images", "1",
-                                      "--output", str(tmp_path / "vis.png"), *extra, "--opts", "train.device=cpu"])
+def _visualize_threshold(checkpoint, tmp_path, **extra):
+    out = visualize_predictions(TINY, checkpoint, str(tmp_path / "vis.png"), num_images=1, **extra,
+                                opts=["train.device=cpu"])
     return out["threshold"]
 
 
@@ -96,8 +93,8 @@ def test_demo_default_threshold_is_visualize_predictions_threshold_for_the_same_
     checkpoint, tmp_path = calibrated
     predictor, _ = demo.build_predictor(TINY, ["train.device=cpu"], checkpoint=checkpoint)
     for n in (None, 2):  # the default number of test images (200: all 6 here), and --calibration-images 2
-        extra = [] if n is None else ["--calibration-images", str(n)]
-        expected = _visualize_threshold(checkpoint, tmp_path, *extra)
+        extra = {} if n is None else {"calibration_images": n}
+        expected = _visualize_threshold(checkpoint, tmp_path, **extra)
         threshold, source = demo.choose_threshold(predictor, num_images=n)
         assert threshold == expected, (n, source)
         assert DEFAULT_SCORE_FLOOR < threshold < 1.0 and threshold != demo.FALLBACK_THRESHOLD, source
@@ -117,8 +114,8 @@ def test_demo_prints_the_threshold_it_draws_with_and_where_it_came_from(calibrat
     seen = []
     real_draw = demo.draw
     monkeypatch.setattr(demo, "draw", lambda p, m, bgr, t: seen.append(t) or real_draw(p, m, bgr, t))
-    status = demo.main(["--config-file", TINY, "--checkpoint", checkpoint, "--output", str(tmp_path / "o.png"),
-                        "--input", os.path.join(val, sorted(os.listdir(val))[0]), "--opts", "train.device=cpu"])
+    status = demo.run_demo(config_file=TINY, checkpoint=checkpoint, output=str(tmp_path / "o.png"),
+                           inputs=[os.path.join(val, sorted(os.listdir(val))[0])], opts=["train.device=cpu"])
     assert status == 0 and seen == [expected]
     printed = capsys.readouterr().out
     assert f"drawing threshold: score >= {expected:.3f}, the F1-optimal threshold on 6 images" in printed
@@ -136,10 +133,14 @@ def test_an_explicit_confidence_threshold_wins_and_skips_the_calibration(calibra
     monkeypatch.setattr(score_threshold, "threshold_from_config", fail)
     threshold, source = demo.choose_threshold(predictor, given=0.9)
     assert threshold == 0.9 and "--confidence-threshold" in source
-    args = demo.get_parser().parse_args(["--config-file", TINY, "--input", "x.png", "--confidence-threshold", "0.25"])
-    assert args.confidence_threshold == 0.25
-    with pytest.raises(SystemExit):
-        demo.get_parser().parse_args(["--config-file", TINY, "--input", "x.png", "--confidence-threshold", "1.5"])
+    # the check of --confidence-threshold (tools/demo.py's argparse type; test_demo_onnx runs the tool's refusal)
+    assert demo.confidence_threshold("0.25") == 0.25
+    for bad in ("1.5", "-0.1", "high"):
+        with pytest.raises(ValueError, match=r"--confidence-threshold must be a number in \[0, 1\]"):
+            demo.confidence_threshold(bad)
+    assert demo.calibration_images("3") == 3
+    with pytest.raises(ValueError, match="--calibration-images must be a positive integer"):
+        demo.calibration_images("0")
 
 
 def test_without_a_validation_set_the_demo_falls_back_to_detectron2s_default_and_says_why(tmp_path, capsys):

@@ -14,14 +14,12 @@ Example:
 """
 import argparse
 import os
-import pickle
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a clone
 
-import torch  # noqa: E402
-
-from sd_detr.checkpoint import CONVERTERS, convert_state_dict, load_torch_weights  # noqa: E402
+from sd_detr.checkpoint import CONVERTERS  # noqa: E402
+from sd_detr.checkpoint.convert_file import ConversionError, convert_checkpoint_file  # noqa: E402
 
 
 def main(argv=None):
@@ -35,22 +33,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not os.path.isfile(args.input):
         parser.error(f"--input {args.input} does not exist")
-    # Official checkpoints pickle their training options (an argparse.Namespace) under 'args' next to the
-    # weights (Atten4Vis/ConditionalDETR main.py:216-222, utils.save_on_master({..., 'args': args})): that class is
-    # allowed, anything else a file names is refused before it runs (torch.load weights_only=True).
     try:
-        ckpt = load_torch_weights(args.input, extra_globals=[argparse.Namespace])
-    except pickle.UnpicklingError as e:  # UnsafeCheckpointError: names the file and the refused global
+        n = convert_checkpoint_file(args.source, args.input, args.output, num_classes=args.num_classes)
+    except ConversionError as e:  # the file and why, not a traceback
         sys.exit(str(e))
-    state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
-        sys.exit(f"{args.input}: not a state dict (expected a dict of tensors or a dict with a 'model' entry)")
-    try:
-        converted = convert_state_dict(args.source, state, num_classes=args.num_classes)
-    except (KeyError, ValueError) as e:  # unknown keys (with the --source they look like), bad duplicates
-        sys.exit(f"{args.input}: {e.args[0] if e.args else e}")
-    torch.save({"model": converted, "__author__": f"sd_detr convert_checkpoint ({args.source})"}, args.output)
-    print(f"converted {len(state)} tensors of {args.input} ({args.source}) -> {args.output}")
+    print(f"converted {n} tensors of {args.input} ({args.source}) -> {args.output}")
 
 
 if __name__ == "__main__":

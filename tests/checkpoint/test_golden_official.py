@@ -39,15 +39,13 @@ def load_fixture(name):
 
 def convert_with_tool(tmp_path, source, official, num_classes):
     """Write the official state dict as the official repos save it ({'model': ...}) and convert it with
-    tools/convert_checkpoint.py's own entry point. Returns the converted checkpoint's path."""
-    import importlib.util
+    tools/convert_checkpoint.py's library function (the file in, the file out). Returns the converted
+    checkpoint's path."""
+    from sd_detr.checkpoint.convert_file import convert_checkpoint_file
 
-    spec = importlib.util.spec_from_file_location("convert_checkpoint", os.path.join(REPO, "tools", "convert_checkpoint.py"))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
     src, dst = tmp_path / "official.pth", tmp_path / "converted.pth"
     torch.save({"model": official}, src)
-    tool.main(["--source", source, "--input", str(src), "--output", str(dst), "--num-classes", str(num_classes)])
+    convert_checkpoint_file(source, str(src), str(dst), num_classes=num_classes)
     return dst
 
 

@@ -28,7 +28,6 @@ Examples:
   python tools/lazyconfig_train_net.py --num-gpus 8 --num-machines 2 --machine-rank 0 \\
       --dist-url tcp://MASTER_IP:PORT --config-file ...
 """
-import logging
 import os
 import sys
 
@@ -36,78 +35,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 import sd_detr  # noqa: E402,F401  (first: registers the models, quiets import-time warnings)
 
-from detectron2.config import LazyConfig  # noqa: E402
-from detectron2.engine import default_argument_parser, default_setup  # noqa: E402
-from detectron2.utils import comm  # noqa: E402
-from detectron2.utils.logger import setup_logger  # noqa: E402
+from detectron2.engine import default_argument_parser  # noqa: E402
 
-from sd_detr.config import check_override_keys  # noqa: E402
-from sd_detr.data import apply_custom_datasets  # noqa: E402
-from sd_detr.engine import do_eval_only, do_train  # noqa: E402
 from sd_detr.engine.distributed import (  # noqa: E402
     check_launch_args, init_torchrun_process_group, launch, launched_by_torchrun,
 )
-from sd_detr.engine.output_dir import check_fresh_output_dir, lock_output_dir  # noqa: E402
-
-logger = logging.getLogger("sd_detr")
-
-
-class _HeldRecords(logging.Handler):
-    """Holds the ``sd_detr`` records logged before the logger's handlers exist (log.txt lives in
-    ``train.output_dir``, known only once the overrides are applied): e.g. the own data registered
-    (``--dataset-train/--dataset-val``). (The synthetic data are generated later, when first loaded.)"""
-
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.records = []
-
-    def emit(self, record):
-        self.records.append(record)
-
-
-def setup(args):
-    """Load the config, point it at own data (``--dataset-train/--dataset-val``, before the overrides so
-    that the user's overrides win), check and apply the overrides, then Detectron2's ``default_setup``
-    and the ``sd_detr`` logger (console on the main process, ``output_dir/log.txt``) in every worker."""
-    stray = [o for o in args.opts if o.startswith("--")]
-    if stray:
-        raise ValueError(f"option(s) {stray} after the key=value overrides: put every --option before the "
-                         f"first key=value (argparse takes everything after it as overrides)")
-    if not args.config_file:  # Detectron2's parser defaults it to "" (LazyConfig.load("") fails obscurely)
-        raise ValueError("--config-file is required: the LazyConfig .py (or a run's config.yaml) to train or "
-                         "evaluate, e.g. --config-file projects/sd_detr/configs/sd_detr_tiny_synthetic.py")
-    cfg = LazyConfig.load(args.config_file)
-    if args.dataset_train or args.dataset_val:
-        apply_custom_datasets(cfg, train=args.dataset_train, val=args.dataset_val)
-    check_override_keys(cfg, args.opts)  # unknown keys and wrong types, before anything is built
-    cfg = LazyConfig.apply_overrides(cfg, args.opts)
-    if not args.eval_only and comm.is_main_process():
-        # One run per folder, decided before default_setup writes config.yaml and log.txt into it: a second
-        # run stops at once (the lock is held until this process ends, a SIGKILL included), and a fresh run
-        # does not mix with another run's checkpoints and metrics.
-        lock_output_dir(cfg.train.output_dir)
-        if not args.resume:
-            check_fresh_output_dir(cfg.train.output_dir, args.overwrite, keep=[cfg.train.init_checkpoint])
-    default_setup(cfg, args)
-    setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="sd_detr")
-    return cfg
-
-
-def main(args):
-    held, level = _HeldRecords(), logger.level
-    logger.addHandler(held)
-    logger.setLevel(min(level or logging.INFO, logging.INFO))
-    try:
-        cfg = setup(args)
-    finally:
-        logger.removeHandler(held)
-        if not logger.handlers:  # set-up failed before the handlers exist: leave the logger as it was
-            logger.setLevel(level)
-        for record in held.records:  # to log.txt and the console; else (failed) warnings go to stderr
-            logger.handle(record)
-    if args.eval_only:
-        return do_eval_only(cfg)
-    do_train(cfg, resume=args.resume, overwrite=args.overwrite)
+from sd_detr.engine.train_net import main  # noqa: E402
 
 
 def get_parser():

@@ -1,7 +1,6 @@
 """Wrong-typed ``key=value`` overrides are refused by ``check_override_keys`` before anything is built,
 with an error naming the key, the value and the type the config holds there; valid overrides pass."""
-import os
-import sys
+import argparse
 
 import pytest
 from detectron2.config import LazyConfig
@@ -52,13 +51,14 @@ def test_comma_separated_sweep_is_an_error_suggesting_a_list():
 
 
 def test_train_tool_refuses_a_wrong_typed_override_before_building_anything(tmp_path):
-    """Through the tool's main: the error comes before default_setup (no output folder is created),
-    i.e. before the model and the data loader are built."""
-    sys.path.insert(0, os.path.join(REPO, "tools"))
-    import lazyconfig_train_net as tool
+    """Through the tool's main (sd_detr.engine.train_net.main, with the namespace its parser gives): the error
+    comes before default_setup (no output folder is created), i.e. before the model and the data loader are
+    built."""
+    from sd_detr.engine.train_net import main
 
     out = tmp_path / "out"
-    args = tool.get_parser().parse_args(["--config-file", TINY, f"train.output_dir={out}", "train.max_iter=abc"])
+    args = argparse.Namespace(config_file=TINY, opts=[f"train.output_dir={out}", "train.max_iter=abc"],
+                              eval_only=False, resume=False, overwrite=False, dataset_train=None, dataset_val=None)
     with pytest.raises(TypeError, match=r"train\.max_iter=abc.*int"):
-        tool.main(args)
+        main(args)
     assert not out.exists()

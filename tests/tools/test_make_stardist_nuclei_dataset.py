@@ -1,8 +1,7 @@
-"""tools/make_stardist_nuclei_dataset.py on a small hand-made label image written like stardist's
+"""tools/make_stardist_nuclei_dataset.py (its library, sd_detr.data.stardist_nuclei) on a small hand-made label image written like stardist's
 img2d.tif/mask2d.tif (folder and wheel sources): tiling, the spatial held-out split, tight boxes of the
 visible pixels, cut nuclei marked iscrowd, errors that name the missing file. The real image is not
 needed (the package is not a dependency)."""
-import importlib.util
 import json
 import os
 import zipfile
@@ -11,12 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ..utils import REPO
-
-_spec = importlib.util.spec_from_file_location("make_stardist_nuclei_dataset",
-                                               os.path.join(REPO, "tools", "make_stardist_nuclei_dataset.py"))
-tool = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(tool)
+from sd_detr.data import stardist_nuclei as tool
 
 
 def _labels():
@@ -50,7 +44,8 @@ def test_tiles_split_spatially_and_boxes_are_tight_on_the_visible_pixels(tmp_pat
     src = tmp_path / "src"
     img, lab = _write_source(str(src))
     out = str(tmp_path / "out")
-    assert tool.main(["--source", str(src), "--output", out, "--tile", "32"]) == 0
+    summary = tool.make_stardist_nuclei_dataset(str(src), out, tile=32)
+    assert {split: s["images"] for split, s in summary.items()} == {"train": 4, "heldout": 2}
     train, held = _load(out, "train"), _load(out, "heldout")
     assert sorted(im["file_name"] for im in train["images"]) == ["r0_c0.png", "r0_c1.png", "r1_c0.png", "r1_c1.png"]
     assert sorted(im["file_name"] for im in held["images"]) == ["r0_c2.png", "r1_c2.png"]

@@ -5,7 +5,7 @@ A crafted file names a callable that would create a marker file when unpickled (
 yacs .yaml, a ``!!python/object/apply:os.system`` tag that would ``touch`` it. Through every loading path
 (DETRCheckpointer's load / resume_or_load, ``tools/lazyconfig_train_net.py`` --eval-only and --resume,
 ``tools/demo.py`` on both config kinds, ``tools/export_model.py``, the two picture tools and
-``tools/convert_checkpoint.py``) it must be refused with an error naming the file and the refused global,
+``tools/convert_checkpoint.py``, the last four through their library functions in sd_detr) it must be refused with an error naming the file and the refused global,
 and the marker must not exist. The legitimate files (Detectron2-style .pkl of numpy arrays in every pickle
 protocol, the project's own training checkpoints, official checkpoints with an ``argparse.Namespace``) still
 load. ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` is set where .pth files are read: PyTorch's default
@@ -13,7 +13,6 @@ load. ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` is set where .pth files are read: P
 """
 import argparse
 import collections
-import importlib.util
 import os
 import pickle
 import subprocess
@@ -25,6 +24,7 @@ import torch
 from detectron2.config import LazyConfig, get_cfg, instantiate
 
 from sd_detr.checkpoint import DETRCheckpointer, UnsafeCheckpointError, load_pickle_weights, load_torch_weights
+from sd_detr.checkpoint.convert_file import ConversionError, convert_checkpoint_file
 from sd_detr.config import add_all_configs
 from sd_detr.config.yacs import UnsafeConfigError, merge_yaml_config
 from sd_detr.model_zoo import detector_names
@@ -54,15 +54,6 @@ class _ExecCreatesFile(_OpenCreatesFile):
 
 
 PAYLOADS = {"io.open": _OpenCreatesFile, "builtins.exec": _ExecCreatesFile}
-
-
-def _tool(name):
-    """tools/NAME.py as a module (its main() runs in this process: no python + torch start-up per call)."""
-    path = os.path.join(REPO, "tools", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"_weights_are_data_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _tiny_model():
@@ -303,16 +294,17 @@ def _tiny_yacs_yaml(tmp_path):
 def test_demo_refuses_crafted_weights_on_the_lazyconfig_and_the_yacs_path(tmp_path, tiny_env, no_weights_only_default):
     """--checkpoint crafted.pkl with a LazyConfig; MODEL.WEIGHTS crafted.pth with a yacs .yaml (Detectron2's
     DefaultPredictor would load it with its own checkpointer). Nothing is written."""
-    demo = _tool("demo")
+    from sd_detr.visualization.demo import run_demo
+
     image, out = _image(tmp_path), tmp_path / "out"
     pkl, pkl_marker = _write_crafted(tmp_path, "pkl")
     with pytest.raises(UnsafeCheckpointError) as err:
-        demo.main(["--config-file", TINY, "--input", image, "--output", str(out), "--checkpoint", pkl])
+        run_demo(config_file=TINY, inputs=[image], output=str(out), checkpoint=pkl)
     _assert_refused(str(err.value), pkl, "io.open", pkl_marker)
     pth, pth_marker = _write_crafted(tmp_path, "pth")
     with pytest.raises(UnsafeCheckpointError) as err:
-        demo.main(["--config-file", _tiny_yacs_yaml(tmp_path), "--input", image, "--output", str(out),
-                   "--opts", "MODEL.WEIGHTS", pth])
+        run_demo(config_file=_tiny_yacs_yaml(tmp_path), inputs=[image], output=str(out),
+                 opts=["MODEL.WEIGHTS", pth])
     _assert_refused(str(err.value), pth, "io.open", pth_marker)
     assert not out.exists()
 
@@ -321,25 +313,24 @@ def test_export_and_picture_tools_refuse_crafted_weights(tmp_path, tiny_env, no_
     """tools/export_model.py (an ExportError saying it refused the file, not that the file "does not fit"),
     tools/visualize_predictions.py and tools/visualize_attention.py; no output is written."""
     from sd_detr.export import ExportError
+    from sd_detr.export.from_config import export_from_config
+    from sd_detr.visualization.attention import save_attention_picture
+    from sd_detr.visualization.predictions import visualize_predictions
 
-    export_model = _tool("export_model")
     path, marker = _write_crafted(tmp_path, "pkl")
     with pytest.raises(ExportError) as err:
-        export_model.export(export_model.parse_args(["--config-file", TINY, "--checkpoint", path, "--format",
-                                                     "torchscript", "--output", str(tmp_path / "export")]))
+        export_from_config(TINY, str(tmp_path / "export"), "torchscript", checkpoint=path)
     _assert_refused(str(err.value), path, "io.open", marker)
     assert "refusing to load" in str(err.value) and "does not fit" not in str(err.value)
     assert not (tmp_path / "export").exists()
 
     path, marker = _write_crafted(tmp_path, "pth", name="vis")
     with pytest.raises(UnsafeCheckpointError) as err:
-        _tool("visualize_predictions").main(["--config-file", TINY, "--checkpoint", path,
-                                             "--output", str(tmp_path / "pred.png")])
+        visualize_predictions(TINY, path, str(tmp_path / "pred.png"))
     _assert_refused(str(err.value), path, "io.open", marker)
     path, marker = _write_crafted(tmp_path, "pkl", "builtins.exec", name="att")
     with pytest.raises(UnsafeCheckpointError) as err:
-        _tool("visualize_attention").main(["--config-file", TINY, "--checkpoint", path, "--input",
-                                           _image(tmp_path), "--output", str(tmp_path / "att.png")])
+        save_attention_picture(TINY, path, _image(tmp_path), str(tmp_path / "att.png"))
     _assert_refused(str(err.value), path, "builtins.exec", marker)
     assert not (tmp_path / "pred.png").exists() and not (tmp_path / "att.png").exists()
 
@@ -361,7 +352,7 @@ def test_converter_reads_an_official_checkpoint_with_its_argparse_namespace(tmp_
     options = argparse.Namespace(lr=1e-4, backbone="resnet50", dilation=False, frozen_weights=None, lr_drop=40)
     src, model = _official_like(tmp_path, args=options, epoch=49, lr_scheduler={"last_epoch": 50, "base_lrs": [1e-4]})
     out = tmp_path / "converted.pth"
-    _tool("convert_checkpoint").main(["--source", "conditional_detr", "--input", src, "--output", str(out)])
+    convert_checkpoint_file("conditional_detr", src, str(out))
     converted = load_torch_weights(str(out))["model"]
     assert torch.equal(converted["class_embed.weight"], model["class_embed.weight"][coco_91_to_80_indices()])
     assert torch.equal(converted["query_init.query_embed.weight"], model["query_embed.weight"])
@@ -372,9 +363,9 @@ def test_converter_refuses_a_crafted_checkpoint_naming_file_and_global(tmp_path,
     marker = tmp_path / "convert_MARKER"
     src, _ = _official_like(tmp_path, args=_OpenCreatesFile(marker))
     out = tmp_path / "converted.pth"
-    with pytest.raises(SystemExit) as exit_:
-        _tool("convert_checkpoint").main(["--source", "conditional_detr", "--input", src, "--output", str(out)])
-    _assert_refused(str(exit_.value.code), src, "io.open", marker)
+    with pytest.raises(ConversionError) as exit_:  # the tool's exit message
+        convert_checkpoint_file("conditional_detr", src, str(out))
+    _assert_refused(str(exit_.value), src, "io.open", marker)
     assert not out.exists()
 
 
@@ -400,10 +391,12 @@ def test_yacs_yaml_with_a_python_tag_is_refused_naming_the_file(tmp_path):
 
 def test_demo_refuses_a_yacs_yaml_with_a_python_tag(tmp_path):
     """Catches tools/demo.py calling Detectron2's merge_from_file (allow_unsafe=True by default)."""
+    from sd_detr.visualization.demo import run_demo
+
     marker = tmp_path / "demo_yaml_MARKER"
     evil = _evil_yaml(tmp_path, marker)
     with pytest.raises(UnsafeConfigError, match="evil.yaml"):
-        _tool("demo").main(["--config-file", str(evil), "--input", _image(tmp_path)])
+        run_demo(config_file=str(evil), inputs=[_image(tmp_path)])
     assert not marker.exists()
 
 

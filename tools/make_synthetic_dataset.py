@@ -4,18 +4,12 @@ import argparse
 import importlib.util
 import os
 import sys
-import time
 
 if importlib.util.find_spec("sd_detr") is None:  # source checkout without `pip install -e .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sd_detr.data.synthetic import (  # noqa: E402
-    SYNTHETIC_SPLIT_DOMAINS,
-    _existing_generation_args,
-    default_synthetic_root,
-    generate_synthetic_dataset,
-    is_generated,
-)
+from sd_detr.data.make_synthetic import make_synthetic_dataset  # noqa: E402
+from sd_detr.data.synthetic import default_synthetic_root  # noqa: E402
 
 EPILOG = r"""example:
   python tools/make_synthetic_dataset.py --root datasets/sd_detr_synthetic \
@@ -70,42 +64,9 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    splits = None  # all
-    if not args.force:
-        splits = [s for s in SYNTHETIC_SPLIT_DOMAINS if not is_generated(args.root, (s,))]
-        if not splits:
-            print(
-                f"Synthetic dataset already present in {args.root}; skipping "
-                "(use --force to regenerate)."
-            )
-            return 0
-        if is_generated(args.root, ("train", "val")):
-            # same seed and image sizes as the existing data (and as many images as its val split)
-            existing = _existing_generation_args(args.root)
-            for key in ("seed", "min_size", "max_size"):
-                setattr(args, key, existing.get(key, getattr(args, key)))
-            if args.num_val_shift is None:
-                args.num_val_shift = existing.get("num_val_shift")
-            print(f"Adding the split(s) {', '.join(splits)} to {args.root} (train/val left as they are).")
-    start = time.perf_counter()
-    summary = generate_synthetic_dataset(
-        args.root,
-        num_train=args.num_train,
-        num_val=args.num_val,
-        seed=args.seed,
-        min_size=args.min_size,
-        max_size=args.max_size,
-        progress=not args.no_progress,
-        num_val_shift=args.num_val_shift,
-        splits=splits,
-    )
-    elapsed = time.perf_counter() - start
-    for split in SYNTHETIC_SPLIT_DOMAINS:
-        if split not in summary:
-            continue
-        s = summary[split]
-        print(f"{split}: {s['images']} images, {s['annotations']} annotations")
-    print(f"Wrote {args.root} in {elapsed:.1f} s")
+    make_synthetic_dataset(args.root, num_train=args.num_train, num_val=args.num_val,
+                           num_val_shift=args.num_val_shift, seed=args.seed, min_size=args.min_size,
+                           max_size=args.max_size, force=args.force, progress=not args.no_progress)
     return 0
 
 

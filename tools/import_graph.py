@@ -96,14 +96,49 @@ def import_cycles(edges: Dict[str, Set[str]]) -> List[List[str]]:
 
 # calls that load a file as a module: a string naming the tool's file inside one is an import of the tool
 _LOADERS = ("spec_from_file_location", "SourceFileLoader", "run_path", "load_source")
+ANY_TOOL = "*"  # the tool reported for a file of tools/ whose name is computed (an f-string): it may be any
+
+
+def _assignments(tree: ast.AST) -> Dict[str, List[ast.AST]]:
+    """Name -> the values assigned to it anywhere in the file (``X = ...``), to follow a loader's path argument."""
+    values: Dict[str, List[ast.AST]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    values.setdefault(target.id, []).append(node.value)
+    return values
+
+
+def _loaded_tools(call: ast.Call, tools: Sequence[str], values: Dict[str, List[ast.AST]]) -> List[str]:
+    """The tools a loader call loads: the ``tool.py`` strings in its arguments, or in the values of the names
+    it is given (one step, e.g. ``path = os.path.join(REPO, "tools", "x.py")``); a computed file name
+    (``f"{name}.py"``) next to the folder ``"tools"`` is :data:`ANY_TOOL`. ``runpy.run_path(..., run_name=
+    "__main__")`` runs the file as a program (``python FILE``), as a subprocess does: not an import."""
+    if any(k.arg == "run_name" and isinstance(k.value, ast.Constant) and k.value.value == "__main__"
+           for k in call.keywords):
+        return []
+    exprs = list(call.args)
+    exprs += [v for a in call.args for n in ast.walk(a) if isinstance(n, ast.Name) for v in values.get(n.id, [])]
+    hits = []
+    for expr in exprs:
+        strings = [c.value for c in ast.walk(expr) if isinstance(c, ast.Constant) and isinstance(c.value, str)]
+        hits += [c[:-3] for c in strings if c.endswith(".py") and os.path.basename(c)[:-3] in tools]
+        computed = [j for j in ast.walk(expr) if isinstance(j, ast.JoinedStr) and j.values
+                    and isinstance(j.values[-1], ast.Constant) and str(j.values[-1].value).endswith(".py")]
+        if computed and any(c == "tools" or c.startswith("tools/") for c in strings):
+            hits.append(ANY_TOOL)
+    return sorted(set(hits))
 
 
 def tool_imports(root: str, tools: Sequence[str], folder: str = "tests") -> List[Tuple[str, int, str]]:
     """``(file relative to root, line, tool)`` for every import of one of ``tools`` (module names of
     ``tools/``, e.g. ``"benchmark"``) in the .py files below ``root/folder``: ``import tool``,
     ``from tool import ...``, ``tools.tool``, or the tool's file (``tool.py``) named in a call that loads a
-    file as a module (``importlib.util.spec_from_file_location``, ``runpy.run_path``, ...). Running the tool
-    as a subprocess is not an import."""
+    file as a module (``importlib.util.spec_from_file_location``, ``runpy.run_path``, ...), directly or
+    through a name assigned in the file; a file of ``tools/`` whose name is computed is :data:`ANY_TOOL`.
+    Running the tool as a subprocess (or with ``runpy.run_path(..., run_name="__main__")``) is not an
+    import."""
     found = []
     wanted = set(tools) | {f"tools.{t}" for t in tools}
     for dirpath, dirs, files in os.walk(os.path.join(root, folder)):
@@ -115,6 +150,7 @@ def tool_imports(root: str, tools: Sequence[str], folder: str = "tests") -> List
             rel = os.path.relpath(path, root)
             with open(path, encoding="utf-8") as f:
                 tree = ast.parse(f.read(), filename=path)
+            values = _assignments(tree)
             for node in ast.walk(tree):
                 hits = []
                 if isinstance(node, ast.Import):
@@ -126,12 +162,16 @@ def tool_imports(root: str, tools: Sequence[str], folder: str = "tests") -> List
                 elif isinstance(node, ast.Call):
                     func = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
                     if func in _LOADERS:
-                        hits = [c.value[:-3] for a in node.args for c in ast.walk(a)
-                                if isinstance(c, ast.Constant) and isinstance(c.value, str)
-                                and c.value.endswith(".py") and os.path.basename(c.value)[:-3] in tools]
+                        hits = _loaded_tools(node, tools, values)
                 found += [(rel, node.lineno, os.path.basename(h.replace(".", "/")) if h.startswith("tools.") else
                            os.path.basename(h)) for h in hits]
     return sorted(found)
+
+
+def tool_modules(root: str, exclude: Sequence[str] = ()) -> List[str]:
+    """The module names of the .py files in ``root/tools`` (sorted), less ``exclude``."""
+    folder = os.path.join(root, "tools")
+    return sorted(n[:-3] for n in os.listdir(folder) if n.endswith(".py") and n[:-3] not in exclude)
 
 
 def main(argv=None) -> int:

@@ -5,7 +5,7 @@ A crafted file names a callable that would create a marker file when unpickled (
 yacs .yaml, a ``!!python/object/apply:os.system`` tag that would ``touch`` it. Through every loading path
 (DETRCheckpointer's load / resume_or_load, ``tools/lazyconfig_train_net.py`` --eval-only and --resume,
 ``tools/demo.py`` on both config kinds, ``tools/export_model.py``, the two picture tools and
-``tools/convert_checkpoint.py``, the last four through their library functions in sd_detr) it must be refused with an error naming the file and the refused global,
+``tools/convert_checkpoint.py``, all through their library functions in sd_detr) it must be refused with an error naming the file and the refused global,
 and the marker must not exist. The legitimate files (Detectron2-style .pkl of numpy arrays in every pickle
 protocol, the project's own training checkpoints, official checkpoints with an ``argparse.Namespace``) still
 load. ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` is set where .pth files are read: PyTorch's default

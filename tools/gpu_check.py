@@ -33,7 +33,7 @@ from sd_detr.engine.gpu_check import (STEPS, CheckOptions, CheckTools, detector_
                                       plan, run_gpu_check)
 
 # this clone's tools, named as the commands run them (in the clone)
-TOOLS = CheckTools(benchmark="tools/benchmark.py", train="tools/lazyconfig_train_net.py")
+TOOLS = CheckTools(benchmark="tools/benchmark.py", train="tools/lazyconfig_train_net.py", cuda_tests="tests/gpu")
 
 
 def parse_args(argv=None):

@@ -23,11 +23,13 @@ SIZE, BATCH = (800, 1216), 2  # the R50 measurement: 2 images of 800x1216 per st
 
 @dataclass(frozen=True)
 class CheckTools:
-    """The command-line tools the check runs: ``benchmark`` (tools/benchmark.py's interface) and ``train``
-    (tools/lazyconfig_train_net.py's), as paths relative to the folder the commands run in (or absolute)."""
+    """What the check runs: ``benchmark`` (a tool with tools/benchmark.py's interface), ``train``
+    (tools/lazyconfig_train_net.py's) and ``cuda_tests`` (the pytest path of the CUDA tests, tests/gpu), as
+    paths relative to the folder the commands run in (or absolute)."""
 
     benchmark: str
     train: str
+    cuda_tests: str
 
 
 @dataclass
@@ -80,7 +82,7 @@ def plan(args, tools: CheckTools, python: str = sys.executable):
     they are relative to)."""
     cmds = []
     if "tests" not in args.skip:
-        cmds.append(("tests", "pytest tests/gpu", [python, "-m", "pytest", "-q", "tests/gpu"], {}))
+        cmds.append(("tests", f"pytest {tools.cuda_tests}", [python, "-m", "pytest", "-q", tools.cuda_tests], {}))
     if "benchmark" not in args.skip:
         configs = [r50_config(d) for d in args.detectors]
         for amp in (False, True):
@@ -179,7 +181,7 @@ def format_report(env, results):
              f"{env.get('date', '')}.", ""]
     tests = [r for r in results if r["step"] == "tests"]
     if tests:
-        lines += [f"CUDA tests (`pytest tests/gpu`): {'passed' if tests[0]['returncode'] == 0 else 'FAILED'} "
+        lines += [f"CUDA tests (`{tests[0]['name']}`): {'passed' if tests[0]['returncode'] == 0 else 'FAILED'} "
                   f"({tests[0]['seconds']:.0f} s).", ""]
     rows = table_rows(results)
     if rows:

@@ -15,7 +15,7 @@ from sd_detr.engine.gpu_check import CheckOptions, CheckTools
 from ..utils import REPO
 
 # the tools as tools/gpu_check.py names them (its commands run in the clone)
-TOOLS = CheckTools(benchmark="tools/benchmark.py", train="tools/lazyconfig_train_net.py")
+TOOLS = CheckTools(benchmark="tools/benchmark.py", train="tools/lazyconfig_train_net.py", cuda_tests="tests/gpu")
 
 
 def test_plan_is_the_cuda_tests_then_every_registered_detectors_r50_benchmark_in_fp32_and_amp():
@@ -232,7 +232,8 @@ def test_benchmark_json_output_holds_the_rows(tmp_path):
 
 def test_the_plan_runs_the_tools_it_is_given():
     """Bug caught: a tool's path fixed inside the package (it may not find files by the repository's layout)."""
-    tools = CheckTools(benchmark="/elsewhere/bench.py", train="/elsewhere/train.py")
-    cmds = gpu_check.plan(CheckOptions(skip=["tests"], train=True, detectors=["sd_detr"]), tools, python="py")
+    tools = CheckTools(benchmark="/elsewhere/bench.py", train="/elsewhere/train.py", cuda_tests="/elsewhere/gpu")
+    cmds = gpu_check.plan(CheckOptions(train=True, detectors=["sd_detr"]), tools, python="py")
+    assert cmds[0][:3] == ("tests", "pytest /elsewhere/gpu", ["py", "-m", "pytest", "-q", "/elsewhere/gpu"])
     assert {tuple(c[2][:2]) for c in cmds if c[0] == "benchmark"} == {("py", "/elsewhere/bench.py")}
     assert {tuple(c[2][:2]) for c in cmds if c[0] == "train"} == {("py", "/elsewhere/train.py")}

@@ -1,4 +1,4 @@
-"""tools/demo.py faults: a yacs checkpoint that does not fit is refused with the mismatches listed (it
+"""tools/demo.py faults (its library, sd_detr.visualization.demo): a yacs checkpoint that does not fit is refused with the mismatches listed (it
 loaded with "Skip loading parameter" warnings and drew from random weights), running without weights is
 warned about on stderr, and inputs with the same file name are written to distinct files."""
 import os
@@ -52,8 +52,8 @@ def test_yacs_demo_refuses_a_checkpoint_that_does_not_fit_and_lists_the_mismatch
     weights = _weights(tmp_path, other, "other.pth")
     out = tmp_path / "out"
     with pytest.raises(CheckpointMismatchError, match=r"shape mismatch[\s\S]*class_embed\.weight"):
-        demo.main(["--config-file", yaml, "--input", _image(tmp_path / "x.png", 100, 120), "--output", str(out),
-                   "--opts", "MODEL.WEIGHTS", weights])
+        demo.run_demo(config_file=yaml, inputs=[_image(tmp_path / "x.png", 100, 120)], output=str(out),
+                      opts=["MODEL.WEIGHTS", weights])
     assert not out.exists() or not os.listdir(out)
 
 
@@ -79,7 +79,7 @@ def test_demo_without_weights_warns_on_stderr_that_the_model_is_random(tmp_path,
     monkeypatch.setenv("SD_DETR_SYNTHETIC_ROOT", synthetic_root)
     config = _yacs_file(tmp_path)[0] if kind == "yacs" else TINY
     opts = ["MODEL.WEIGHTS", ""] if kind == "yacs" else ["train.init_checkpoint=", "train.device=cpu"]
-    status = demo.main(["--config-file", config, "--input", _image(tmp_path / "x.png", 100, 120), "--opts", *opts])
+    status = demo.run_demo(config_file=config, inputs=[_image(tmp_path / "x.png", 100, 120)], opts=opts)
     assert status == 0
     err = capsys.readouterr().err
     assert "no weights" in err and "random" in err, err
@@ -96,8 +96,8 @@ def test_demo_keeps_every_output_when_inputs_share_a_file_name_and_prints_where_
     sizes = {"a/x.png": (100, 120), "b/x.png": (90, 150), "c/x_1.png": (80, 100)}
     inputs = [_image(tmp_path / rel, *hw, seed=i) for i, (rel, hw) in enumerate(sizes.items())]
     out = tmp_path / "out"
-    status = demo.main(["--config-file", TINY, "--input", *inputs, "--output", str(out), "--checkpoint", str(weights),
-                        "--opts", "train.device=cpu"])
+    status = demo.run_demo(config_file=TINY, inputs=inputs, output=str(out), checkpoint=str(weights),
+                           opts=["train.device=cpu"])
     assert status == 0
     written = {name: cv2.imread(str(out / name)).shape[:2] for name in os.listdir(out)}
     # a/x.png and c/x_1.png keep their names; b/x.png gets the next free one

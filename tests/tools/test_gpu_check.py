@@ -207,9 +207,6 @@ def test_without_cuda_the_script_says_so_and_exits_2_and_the_dry_run_prints_the_
     assert dry.returncode == 0
     assert "[train] dab_detr amp:" in dry.stdout and "[benchmark]" in dry.stdout and "train.amp.enabled=True" in dry.stdout
     assert "dab_detr_r50_12ep.py" in dry.stdout and "[tests] pytest tests/gpu" in dry.stdout
-    bad = subprocess.run([sys.executable, "tools/gpu_check.py", "--dry-run", "--train-iters", "5"], cwd=REPO,
-                         capture_output=True, text=True)
-    assert bad.returncode == 2 and "usage:" in bad.stderr and "--train-iters must be at least 10" in bad.stderr
 
 
 def test_benchmark_refuses_amp_without_cuda():

@@ -18,6 +18,8 @@ import tqdm
 from detectron2.data import MetadataCatalog
 from detectron2.utils.visualizer import Visualizer
 
+from .predictions import score_in_unit_interval
+
 logger = logging.getLogger("sd_detr.demo")
 
 FALLBACK_THRESHOLD = 0.5  # Detectron2's demo/demo.py default, where no validation set is at hand
@@ -25,13 +27,7 @@ FALLBACK_THRESHOLD = 0.5  # Detectron2's demo/demo.py default, where no validati
 
 def confidence_threshold(value: str) -> float:
     """``--confidence-threshold``: a number in [0, 1] (ValueError naming the option otherwise)."""
-    try:
-        t = float(value)
-    except ValueError:
-        t = None
-    if t is None or not 0.0 <= t <= 1.0:
-        raise ValueError(f"--confidence-threshold must be a number in [0, 1], got {value!r}")
-    return t
+    return score_in_unit_interval(value, "--confidence-threshold")
 
 
 def calibration_images(value: str) -> int:

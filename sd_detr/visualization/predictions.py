@@ -49,17 +49,20 @@ def tile(images: Sequence[np.ndarray], columns: int) -> np.ndarray:
     return grid
 
 
-def parse_threshold(value: str) -> Union[str, float]:
-    """``"auto"`` or a number in [0, 1] (ValueError naming --threshold otherwise)."""
-    if value == "auto":
-        return value
+def score_in_unit_interval(value: str, option: str, also: str = "") -> float:
+    """``value`` as a number in [0, 1]; ValueError naming ``option`` (and the other accepted form ``also``)."""
     try:
         t = float(value)
     except ValueError:
         t = None
     if t is None or not 0.0 <= t <= 1.0:
-        raise ValueError(f"--threshold must be 'auto' or a number in [0, 1], got {value!r}")
+        raise ValueError(f"{option} must be {also}a number in [0, 1], got {value!r}")
     return t
+
+
+def parse_threshold(value: str) -> Union[str, float]:
+    """``"auto"`` or a number in [0, 1] (ValueError naming --threshold otherwise)."""
+    return value if value == "auto" else score_in_unit_interval(value, "--threshold", also="'auto' or ")
 
 
 def visualize_predictions(config_file: str, checkpoint: str, output: str, num_images: int = 8, columns: int = 4,

@@ -22,7 +22,7 @@ from sd_detr.engine.output_dir import (
 from sd_detr.engine.trainer import DETRTrainer
 
 from ..utils import REPO, TRAIN_TOOL, read_metrics
-from .test_resume_metrics import TINY, _raw_rows, _tiny_cfg, sd_detr_log  # noqa: F401  (fixture)
+from .test_resume_metrics import TINY, _raw_rows, _tiny_cfg
 
 SLOW_SAVE_TRAIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "slow_save_train.py")
 

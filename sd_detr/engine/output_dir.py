@@ -52,6 +52,22 @@ def lock_output_dir(output_dir: str) -> None:
     _held[key] = [f, 1]
 
 
+def _drop_inherited_locks() -> None:
+    """In a forked child (a data-loader worker): close the inherited lock descriptors without unlocking.
+    A flock belongs to the open file description that parent and child share, so a worker holding its copy
+    kept the folder locked after a ``kill -9`` of the trainer until the orphaned worker exited; closing (not
+    LOCK_UN, which would release the parent's lock) drops only the child's reference."""
+    for f, _ in _held.values():
+        try:
+            f.close()
+        except OSError:
+            pass
+    _held.clear()
+
+
+os.register_at_fork(after_in_child=_drop_inherited_locks)
+
+
 def unlock_output_dir(output_dir: str) -> None:
     """Release one :func:`lock_output_dir` of this process; the last release drops the lock."""
     key = os.path.realpath(output_dir)

@@ -343,3 +343,27 @@ def test_random_kills_around_checkpoint_writes_always_resume_from_a_complete_che
     assert sorted(r["iteration"] for r in rows if "total_loss" in r) == list(range(9))
     assert [r["iteration"] for r in rows if "bbox/AP" in r] == [9]
     assert [e for e in os.listdir(out) if ".tmp-" in e] == []
+
+
+def test_a_forked_worker_does_not_keep_the_lock_after_its_trainer_is_killed(tmp_path):
+    """Bug caught: a data-loader worker (forked) inherits the lock's descriptor, so after a kill -9 of the
+    trainer the orphaned worker kept the folder locked and --resume failed with 'in use' (seen in CI)."""
+    from sd_detr.engine.output_dir import OutputDirInUseError, lock_output_dir, unlock_output_dir
+
+    code = (f"import os, signal, time\nfrom sd_detr.engine.output_dir import lock_output_dir\n"
+            f"lock_output_dir({str(tmp_path)!r})\npid = os.fork()\n"
+            f"if pid == 0:\n    null = os.open(os.devnull, os.O_RDWR)\n    os.dup2(null, 1)\n    os.dup2(null, 2)\n"
+            f"    time.sleep(30)\n    os._exit(0)\n"
+            f"print(pid, flush=True)\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    worker = int(proc.stdout.split()[0])
+    try:
+        os.kill(worker, 0)  # the worker outlives its trainer
+        try:
+            lock_output_dir(str(tmp_path))
+        except OutputDirInUseError as e:
+            pytest.fail(f"the orphaned worker holds the lock: {e}")
+        unlock_output_dir(str(tmp_path))
+    finally:
+        os.kill(worker, signal.SIGKILL)

@@ -184,6 +184,22 @@ def _grads(params):
     return [p.grad.clone() for p in params]
 
 
+def _assert_equal_outputs_and_grads(batched, reference, params, inputs):
+    """``batched()`` and ``reference()`` (same output shape) give the same output and, for one random
+    output gradient, the same gradients of ``params`` and ``inputs`` (within TOL)."""
+    out = batched()
+    gout = torch.randn_like(out)
+    (out * gout).sum().backward()
+    got = _grads(params + inputs)
+    for p in params + inputs:
+        p.grad = None
+    ref = reference()
+    (ref * gout).sum().backward()
+    torch.testing.assert_close(out, ref, **TOL)
+    for a, b in zip(got, _grads(params + inputs)):
+        torch.testing.assert_close(a, b, **TOL)
+
+
 @pytest.mark.parametrize("speedups", [False, True])
 def test_branch_cross_attention_equals_the_modules(speedups):
     torch.manual_seed(0)
@@ -200,18 +216,10 @@ def test_branch_cross_attention_equals_the_modules(speedups):
     memory, pos = torch.randn(bsz, n, c, requires_grad=True), torch.randn(bsz, n, c)
     mask = torch.zeros(bsz, n, dtype=torch.bool)
     mask[1, -3:] = True
-    out = branch_cross_attention(mods, query, memory, pos, spatial, key_padding_mask=mask)
-    gout = torch.randn_like(out)
-    params = [p for m in mods for p in m.parameters()]
-    (out * gout).sum().backward()
-    got = _grads(params) + [query.grad.clone(), memory.grad.clone()]
-    for p in params + [query, memory]:
-        p.grad = None
-    ref = torch.stack([m(query[i], memory, pos, spatial[i], key_padding_mask=mask) for i, m in enumerate(mods)])
-    (ref * gout).sum().backward()
-    torch.testing.assert_close(out, ref, **TOL)
-    for a, b in zip(got, _grads(params) + [query.grad, memory.grad]):
-        torch.testing.assert_close(a, b, **TOL)
+    _assert_equal_outputs_and_grads(
+        lambda: branch_cross_attention(mods, query, memory, pos, spatial, key_padding_mask=mask),
+        lambda: torch.stack([m(query[i], memory, pos, spatial[i], key_padding_mask=mask) for i, m in enumerate(mods)]),
+        [p for m in mods for p in m.parameters()], [query, memory])
 
 
 def test_branch_cross_attention_refuses_modules_it_cannot_batch():
@@ -274,18 +282,8 @@ def test_towers_as_grouped_convolutions_equal_the_towers():
     towers = [_randomise(conv_tower(16, 3, 4), s) for s in (7, 8)]
     assert can_batch_towers(towers)
     x = torch.randn(2, 16, 5, 6, requires_grad=True)
-    out = batched_towers(towers, x)
-    gout = torch.randn_like(out)
-    (out * gout).sum().backward()
-    params = [p for t in towers for p in t.parameters()]
-    got = _grads(params) + [x.grad.clone()]
-    for p in params + [x]:
-        p.grad = None
-    ref = torch.cat([t(x) for t in towers], dim=1)
-    (ref * gout).sum().backward()
-    torch.testing.assert_close(out, ref, **TOL)
-    for a, b in zip(got, _grads(params) + [x.grad]):
-        torch.testing.assert_close(a, b, **TOL)
+    _assert_equal_outputs_and_grads(lambda: batched_towers(towers, x), lambda: torch.cat([t(x) for t in towers], dim=1),
+                                    [p for t in towers for p in t.parameters()], [x])
     # GroupNorm(2G, 2C) over [tower 0 | tower 1] = GroupNorm(G, C) of each half
     y = torch.randn(2, 32, 3, 3) * torch.arange(1, 33).view(1, 32, 1, 1)
     joined = nn.functional.group_norm(y, 8)
@@ -313,15 +311,6 @@ def test_point_heads_batched_equal_each_head():
     heads = [_randomise(DiscriminativePointHead(16, 4, 3, 4, 12, 3, 0.5), s) for s in (10, 11)]
     assert can_batch_point_heads(heads)
     rois = torch.randn(6, 16, 3, 3, requires_grad=True)
-    out = batched_point_heads(heads, rois)
-    gout = torch.randn_like(out)
-    (out * gout).sum().backward()
-    params = [p for hd in heads for p in hd.parameters()]
-    got = _grads(params) + [rois.grad.clone()]
-    for p in params + [rois]:
-        p.grad = None
-    ref = torch.stack([hd(rois) for hd in heads])
-    (ref * gout).sum().backward()
-    torch.testing.assert_close(out, ref, **TOL)
-    for a, b in zip(got, _grads(params) + [rois.grad]):
-        torch.testing.assert_close(a, b, **TOL)
+    _assert_equal_outputs_and_grads(lambda: batched_point_heads(heads, rois),
+                                    lambda: torch.stack([hd(rois) for hd in heads]),
+                                    [p for hd in heads for p in hd.parameters()], [rois])

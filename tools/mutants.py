@@ -414,6 +414,12 @@ MUTANTS: List[Mutant] = [
            ("tests/engine/test_ema.py::test_resume_continues_the_same_average",),
            "EMA: the average left out of the checkpoints (--resume restarts it at the live weights)",
            function="_train"),
+    # -------------------------------------------------------------- data augmentation (make demo's no-crop recipe)
+    Mutant("crop_prob_branches_swapped", "sd_detr/data/mapper.py",
+           "probs=(1.0 - crop_prob, crop_prob)", "probs=(crop_prob, 1.0 - crop_prob)",
+           ("tests/data/test_mapper.py::test_crop_prob_zero_never_crops_and_one_always_crops",),
+           "augmentation: crop_prob given to the multi-scale branch (crop_prob=1 never crops)",
+           function="build_detr_augmentations"),
     # -------------------------------------------------------------- (new sections go here; every mutant names
     # the function it edits, see Mutant)
 ]

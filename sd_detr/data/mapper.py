@@ -142,6 +142,7 @@ def build_detr_augmentations(
     max_size: int = 1333,
     crop_resize: Sequence[int] = (400, 500, 600),
     crop_size: Sequence[int] = (384, 600),
+    crop_prob: float = 0.5,
     test_min_size: int = 800,
     test_max_size: int = 1333,
     vertical_flip: bool = False,
@@ -159,6 +160,8 @@ def build_detr_augmentations(
             (no cap on the longer side, as in DETR).
         crop_size: (min, max) crop height and width in pixels ("absolute_range" crop: each side
             is drawn uniformly in [min(min, side), min(max, side)]).
+        crop_prob: probability of the crop branch (DETR: 0.5); 0 keeps only the multi-scale resize (the
+            tiny demo's short schedule learns faster without crops: projects/sd_detr/README.md).
         test_min_size, test_max_size: test-time shorter-side length and longer-side cap, pixels.
         vertical_flip, rotate90, brightness, contrast: stronger augmentation for small datasets
             whose images have no up or down (microscopy, aerial), off by default (DETR has none of them):
@@ -186,6 +189,11 @@ def build_detr_augmentations(
             if not 0 <= lo <= hi:
                 raise ValueError(f"build_detr_augmentations: {name} must be (lo, hi) with 0 <= lo <= hi, got {factors}")
             photometric.append(aug(lo, hi))
+    crop_prob = float(crop_prob)
+    if not 0.0 <= crop_prob <= 1.0:
+        raise ValueError(f"build_detr_augmentations: crop_prob must be in [0, 1], got {crop_prob}")
+    if crop_prob == 0.0:
+        return geometry + [multi_scale] + photometric
     return geometry + [
         RandomChoice(
             [
@@ -196,7 +204,7 @@ def build_detr_augmentations(
                     T.ResizeShortestEdge(min_sizes, max_size, sample_style="choice"),
                 ],
             ],
-            probs=(0.5, 0.5),
+            probs=(1.0 - crop_prob, crop_prob),
         ),
     ] + photometric
 

@@ -224,6 +224,33 @@ def test_detr_augmentations_use_both_branches_inside_an_augmentation_list():
     assert 5 <= with_crop <= 35
 
 
+def _crops_in_40_draws(**options):
+    augs = T.AugmentationList(build_detr_augmentations(True, **SMALL_TRAIN, **options))
+    image = np.zeros((100, 150, 3), np.uint8)
+    crops = 0
+    for seed in range(40):
+        np.random.seed(seed)
+        crops += T.CropTransform in _transform_types(augs(T.AugInput(image)))
+    return crops
+
+
+def test_crop_prob_zero_never_crops_and_one_always_crops():
+    """Catches: crop_prob ignored (DETR's 0.5 kept, as `make demo`'s no-crop recipe would silently get), or its
+    two branches' probabilities swapped (crop_prob 1 never cropping)."""
+    assert _crops_in_40_draws(crop_prob=0.0) == 0
+    assert _crops_in_40_draws(crop_prob=1.0) == 40
+    assert 5 <= _crops_in_40_draws(crop_prob=0.5) <= 35
+    flip, resize = build_detr_augmentations(True, **SMALL_TRAIN, crop_prob=0.0)  # no RandomChoice left
+    assert isinstance(flip, T.RandomFlip) and isinstance(resize, T.ResizeShortestEdge)
+    assert tuple(resize.short_edge_length) == SMALL_TRAIN["min_sizes"] and resize.max_size == SMALL_TRAIN["max_size"]
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5])
+def test_crop_prob_outside_zero_one_is_refused_naming_it(bad):
+    with pytest.raises(ValueError, match="crop_prob"):
+        build_detr_augmentations(True, crop_prob=bad)
+
+
 def test_missing_image_file_error_names_the_file(tmp_path):
     path = str(tmp_path / "nope" / "missing.png")
     with pytest.raises(FileNotFoundError, match="missing.png") as excinfo:

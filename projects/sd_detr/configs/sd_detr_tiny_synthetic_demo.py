@@ -1,5 +1,5 @@
 """`make demo`'s recipe: the tiny SD-DETR of sd_detr_tiny_synthetic.py (same model, same data) trained for what
-fits the demo's 10 minutes on 2 idle cores: 1000 iterations of 8 images (about 0.375 s each).
+fits the demo's 10 minutes on 2 idle cores: 800 iterations of 8 images (0.38-0.42 s each).
 
 What differs from the ablation budget (configs/common/synthetic_train.py), each measured in
 projects/sd_detr/README.md ("Demo recipe"; one seed per change, the final recipe over three):
@@ -20,15 +20,15 @@ from fvcore.common.param_scheduler import MultiStepParamScheduler
 from .sd_detr_tiny_synthetic import dataloader, model, optimizer, train  # noqa: F401
 
 train.output_dir = "./output/sd_detr_tiny_synthetic_demo"
-train.max_iter = 1000
-train.eval_period = 1000
-train.checkpointer.period = 1000
+train.max_iter = 800
+train.eval_period = 800
+train.checkpointer.period = 800
 
 optimizer.lr = 8e-4
 optimizer.fused = True
 lr_multiplier = L(WarmupParamScheduler)(
-    scheduler=L(MultiStepParamScheduler)(values=[1.0, 0.1], milestones=[900, 1000]),
-    warmup_length=50 / 1000,
+    scheduler=L(MultiStepParamScheduler)(values=[1.0, 0.1], milestones=[700, 800]),
+    warmup_length=50 / 800,
     warmup_method="linear",
     warmup_factor=0.01,
 )

@@ -87,7 +87,7 @@ def main():
             f.write(C_PLACEHOLDER)
     assert glob.glob(os.path.join(src, "detectron2/model_zoo/configs/*.yaml")), "model-zoo configs missing"
     # Dependencies are installed (pinned) by setup_env.sh; detectron2's own list pins an old black.
-    subprocess.check_call(pip + ["install", "-q", "--no-deps", "--no-build-isolation",
+    subprocess.check_call(pip + ["install", "-q", "--no-deps", "--no-build-isolation", "--no-compile",
                                  "-c", args.constraints, src])
 
 

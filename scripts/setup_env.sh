@@ -35,7 +35,9 @@ if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$FINGERPRINT" ]] \
   exit 0
 fi
 
-PIP=("$PY" -m pip install --disable-pip-version-check -q -c "$CONSTRAINTS")
+# --no-compile: pip would byte-compile all 10,500 .py files of the environment (torch, sympy, scipy, ...), about
+# 40 s of the set-up on 2 cores; Python compiles (and caches) the few it imports on first use instead.
+PIP=("$PY" -m pip install --disable-pip-version-check -q --no-compile -c "$CONSTRAINTS")
 has() { "$PY" -I -c "import $1" 2>/dev/null; }
 
 if has torch && has torchvision; then
@@ -45,13 +47,12 @@ else
   "${PIP[@]}" torch torchvision
 fi
 
-echo "[setup] installing pinned pure-python and numeric dependencies"
+# one pip call (each call resolves afresh): the pinned pure-python and numeric dependencies, tensorboard
+# (training writes TensorBoard events beside metrics.json) and the export dependencies (tests/export)
+echo "[setup] installing the pinned dependencies, tensorboard, onnx and onnxruntime"
 "${PIP[@]}" numpy Pillow opencv-python-headless scipy pycocotools fvcore iopath omegaconf hydra-core \
-  matplotlib setuptools termcolor yacs tabulate cloudpickle tqdm pydot pytest wheel
-echo "[setup] installing tensorboard (training writes TensorBoard events beside metrics.json)"
-"${PIP[@]}" tensorboard
-echo "[setup] installing the export dependencies (onnx, onnxruntime; tests/export needs them)"
-"${PIP[@]}" onnx onnxruntime protobuf ml_dtypes flatbuffers
+  matplotlib setuptools termcolor yacs tabulate cloudpickle tqdm pydot pytest wheel \
+  tensorboard onnx onnxruntime protobuf ml_dtypes flatbuffers
 if ! "$PY" -m pip show -q stardist >/dev/null 2>&1; then
   echo "[setup] installing stardist's wheel without its dependencies (its bundled nuclei image: the real-data table)"
   "${PIP[@]}" --no-deps stardist

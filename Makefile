@@ -17,17 +17,21 @@ DEMO_OPTS :=
 CONDITIONAL_CONFIG := projects/conditional_detr/configs/conditional_detr_tiny_synthetic.py
 CONDITIONAL_OUT := output/demo_conditional_detr
 
-.PHONY: setup demo demo-conditional test test-fast
+.PHONY: setup setup-demo demo demo-conditional test test-fast
 setup:
 	@bash scripts/setup_env.sh
 
-demo: setup
+# the demos need no test-only packages (pytest, onnx, onnxruntime, stardist): a shorter first set-up
+setup-demo:
+	@bash scripts/setup_env.sh demo
+
+demo: setup-demo
 	$(PY) tools/make_synthetic_dataset.py
 	$(PY) tools/lazyconfig_train_net.py --overwrite --config-file $(DEMO_CONFIG) train.output_dir=$(DEMO_OUT) $(DEMO_OPTS)
 	$(PY) tools/visualize_predictions.py --config-file $(DEMO_CONFIG) \
 		--checkpoint $(DEMO_OUT)/model_final.pth --output $(DEMO_OUT)/predictions.png
 
-demo-conditional: setup
+demo-conditional: setup-demo
 	$(PY) tools/make_synthetic_dataset.py
 	$(PY) tools/lazyconfig_train_net.py --overwrite --config-file $(CONDITIONAL_CONFIG) train.output_dir=$(CONDITIONAL_OUT)
 	$(PY) tools/visualize_predictions.py --config-file $(CONDITIONAL_CONFIG) \

@@ -2,11 +2,14 @@
 # Idempotent set-up of sd_detr's environment; both README commands (`make demo`, `make test`) call it.
 #
 #   bash scripts/setup_env.sh            # creates ./.venv (or reuses it) and installs what is missing
+#   bash scripts/setup_env.sh demo       # only what training, evaluation and the pictures need (`make demo`):
+#                                        # not the test-only packages (pytest, onnx, onnxruntime, stardist)
 #   SD_DETR_PYTHON=/path/to/python bash scripts/setup_env.sh
 #                                        # installs into an existing environment instead; a detectron2
 #                                        # already importable there (e.g. a CUDA build) is kept
 #
-# Every step checks first and skips what is already there; a second run finishes in seconds.
+# Every step checks first and skips what is already there; a second run finishes in seconds (a full set-up
+# satisfies a later `demo` one; a `demo` set-up is completed by a later full one).
 # Versions are pinned in constraints.txt. detectron2 0.6 comes from the `pb1-detectron2` source release,
 # built without compiled ops (see docs/environment.md).
 set -euo pipefail
@@ -14,6 +17,14 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 CONSTRAINTS="$ROOT/constraints.txt"
 CACHE="$ROOT/.cache/setup"
+PROFILE="${1:-full}"
+if [[ "$PROFILE" != full && "$PROFILE" != demo ]]; then
+  echo "[setup] unknown profile '$PROFILE': use 'demo' or nothing (everything)" >&2
+  exit 2
+fi
+# what each profile must import (the fast path's check); the demo's are also byte-compiled at its end
+DEMO_MODULES="torch, torchvision, detectron2, sd_detr, scipy, pycocotools, fvcore, cv2, matplotlib, tensorboard"
+FULL_MODULES="$DEMO_MODULES, pytest, onnx, onnxruntime"
 
 if [[ -n "${SD_DETR_PYTHON:-}" ]]; then
   PY="$SD_DETR_PYTHON"
@@ -29,16 +40,21 @@ fi
 STAMP_DIR="$("$PY" -c 'import sys; print(sys.prefix)')"
 STAMP="$STAMP_DIR/.sd_detr_setup_stamp"
 FINGERPRINT="$(cat "$CONSTRAINTS" setup.py scripts/setup_env.sh scripts/install_detectron2.py | sha256sum | cut -d' ' -f1)"
-if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$FINGERPRINT" ]] \
-   && "$PY" -I -c "import torch, torchvision, detectron2, sd_detr, scipy, pycocotools, fvcore, cv2, pytest, onnx, onnxruntime, tensorboard" 2>/dev/null; then
-  echo "[setup] environment up to date ($PY)"
-  exit 0
+# The stamp: "<fingerprint> <profile>"; a full set-up serves both profiles.
+if [[ -f "$STAMP" ]]; then read -r DONE_PRINT DONE_PROFILE < "$STAMP" || true; fi
+if [[ "${DONE_PRINT:-}" == "$FINGERPRINT" && ( "${DONE_PROFILE:-full}" == full || "$PROFILE" == demo ) ]]; then
+  if [[ "$PROFILE" == demo ]]; then MODULES="$DEMO_MODULES"; else MODULES="$FULL_MODULES"; fi
+  if "$PY" -I -c "import $MODULES" 2>/dev/null; then
+    echo "[setup] environment up to date ($PY)"
+    exit 0
+  fi
 fi
 
-# Byte-compiling: pip compiles the .py files it installs one by one, on one core (about 40 s for the 10,500 files
-# of torch, sympy, scipy, ...). Here pip installs with --no-compile and `compile_site` compiles on both cores,
-# in the background while the next packages install. The .pyc files must be written at set-up: a process run
-# with PYTHONDONTWRITEBYTECODE=1 (set on some machines) would otherwise compile torch afresh at every import.
+# Byte-compiling: pip compiles the .py files it installs one by one, on one core (10,500 files: torch, sympy,
+# scipy, ...). Here pip installs with --no-compile; the full set-up compiles everything with `compile_site` on
+# both cores (torch's folders in the background while the rest installs), the demo's only the modules the demo
+# imports (by importing them). The .pyc files must be written at set-up: a process run with
+# PYTHONDONTWRITEBYTECODE=1 (set on some machines) would otherwise compile torch afresh at every import.
 PIP=("$PY" -m pip install --disable-pip-version-check -q --no-compile -c "$CONSTRAINTS")
 SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 COMPILE_PIDS=()
@@ -52,20 +68,28 @@ if has torch && has torchvision; then
 else
   echo "[setup] installing torch + torchvision (about 1 min with cached wheels)"
   "${PIP[@]}" torch torchvision
-  # only the folders of torch's install, which no later step writes to
-  compile_site "$SITE"/torch "$SITE"/torchvision "$SITE"/sympy "$SITE"/networkx &
-  COMPILE_PIDS+=($!)
+  if [[ "$PROFILE" == full ]]; then
+    # only the folders of torch's install, which no later step writes to
+    compile_site "$SITE"/torch "$SITE"/torchvision "$SITE"/sympy "$SITE"/networkx &
+    COMPILE_PIDS+=($!)
+  fi
 fi
 
-# one pip call (each call resolves afresh): the pinned pure-python and numeric dependencies, tensorboard
-# (training writes TensorBoard events beside metrics.json) and the export dependencies (tests/export)
-echo "[setup] installing the pinned dependencies, tensorboard, onnx and onnxruntime"
-"${PIP[@]}" numpy Pillow opencv-python-headless scipy pycocotools fvcore iopath omegaconf hydra-core \
-  matplotlib setuptools termcolor yacs tabulate cloudpickle tqdm pydot pytest wheel \
-  tensorboard onnx onnxruntime protobuf ml_dtypes flatbuffers
-if ! "$PY" -m pip show -q stardist >/dev/null 2>&1; then
-  echo "[setup] installing stardist's wheel without its dependencies (its bundled nuclei image: the real-data table)"
-  "${PIP[@]}" --no-deps stardist
+# one pip call (each call resolves afresh): the pinned pure-python and numeric dependencies and tensorboard
+# (training writes TensorBoard events beside metrics.json); the full set-up adds the test-only packages: pytest
+# and the export dependencies (tests/export)
+DEPS=(numpy Pillow opencv-python-headless scipy pycocotools fvcore iopath omegaconf hydra-core matplotlib
+  setuptools termcolor yacs tabulate cloudpickle tqdm pydot wheel tensorboard)
+if [[ "$PROFILE" == full ]]; then
+  echo "[setup] installing the pinned dependencies, tensorboard, pytest, onnx and onnxruntime"
+  "${PIP[@]}" "${DEPS[@]}" pytest onnx onnxruntime protobuf ml_dtypes flatbuffers
+  if ! "$PY" -m pip show -q stardist >/dev/null 2>&1; then
+    echo "[setup] installing stardist's wheel without its dependencies (its bundled nuclei image: the real-data table)"
+    "${PIP[@]}" --no-deps stardist
+  fi
+else
+  echo "[setup] installing the pinned dependencies and tensorboard (demo set-up: no test-only packages)"
+  "${PIP[@]}" "${DEPS[@]}"
 fi
 
 if has detectron2; then
@@ -85,7 +109,19 @@ else
 fi
 
 if [[ ${#COMPILE_PIDS[@]} -gt 0 ]]; then wait "${COMPILE_PIDS[@]}"; fi
-echo "[setup] byte-compiling the installed packages"
-compile_site
+if [[ "$PROFILE" == full ]]; then
+  echo "[setup] byte-compiling the installed packages"
+  compile_site
+else
+  echo "[setup] byte-compiling the modules the demo imports"
+  env -u PYTHONDONTWRITEBYTECODE "$PY" -c "import $DEMO_MODULES
+import detectron2.engine, detectron2.evaluation, detectron2.utils.visualizer, torch.utils.tensorboard, scipy.optimize
+import pkgutil, importlib
+for m in pkgutil.walk_packages(sd_detr.__path__, 'sd_detr.'):
+    try:
+        importlib.import_module(m.name)
+    except ImportError:  # a module of the tests' or the export's (pytest, onnx: not in the demo set-up)
+        pass"
+fi
 "$PY" -c "import torch, torchvision, detectron2, sd_detr; print('[setup] ok: torch', torch.__version__, '| torchvision', torchvision.__version__, '| detectron2', detectron2.__version__)"
-echo "$FINGERPRINT" > "$STAMP"
+echo "$FINGERPRINT $PROFILE" > "$STAMP"

@@ -4,14 +4,18 @@ Called by ``scripts/setup_env.sh`` when no detectron2 is importable. The sdist o
 C++ sources and the top-level ``configs/`` folder, so a plain ``pip install pb1-detectron2`` fails. This
 script downloads it, patches its ``setup.py`` (no extension modules; model-zoo configs taken from
 ``detectron2/model_zoo/configs``), writes a ``detectron2/_C.py`` placeholder (``detectron2.layers``
-imports ``_C`` at import time) and installs the folder into the running interpreter.
+imports ``_C`` at import time), builds its wheel and installs that into the running interpreter. The wheel
+is kept (:func:`wheel_cache_dir`), so the next set-up on this machine installs it in seconds.
 """
 import argparse
 import glob
+import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 
 VERSION = "0.6"
 
@@ -65,30 +69,66 @@ def patch_setup(path):
         f.write(text)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cache", required=True, help="folder for the downloaded and unpacked sdist")
-    parser.add_argument("--constraints", required=True)
-    args = parser.parse_args()
-    os.makedirs(args.cache, exist_ok=True)
-    sdist = os.path.join(args.cache, f"pb1-detectron2-{VERSION}.tar.gz")
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+def wheel_cache_dir() -> str:
+    """Where the built wheel is kept for the next set-up on this machine (a fresh clone included), like
+    pip's own wheel cache: ``$SD_DETR_CACHE_DIR`` or ``~/.cache/sd_detr`` (``$XDG_CACHE_HOME/sd_detr``), in a
+    folder named after this script's content, so that a changed patch or placeholder builds afresh."""
+    root = os.environ.get("SD_DETR_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "sd_detr")
+    with open(__file__, "rb") as f:
+        key = hashlib.sha256(f.read()).hexdigest()[:16]
+    return os.path.join(root, "wheels", f"detectron2-{VERSION}-{key}")
+
+
+def build_wheel(pip, cache, constraints, wheel_dir):
+    """Download the sdist into ``cache``, patch it, and build its wheel into ``wheel_dir`` (written whole
+    or not at all: built in a temporary folder, then renamed)."""
+    os.makedirs(cache, exist_ok=True)
+    sdist = os.path.join(cache, f"pb1-detectron2-{VERSION}.tar.gz")
     if not os.path.exists(sdist):
         # --no-build-isolation: the sdist's setup.py imports torch, which this interpreter has.
         subprocess.check_call(pip + ["download", "-q", "--no-deps", "--no-binary", ":all:",
                                      "--no-build-isolation", f"pb1-detectron2=={VERSION}",
-                                     "-d", args.cache])
-    src = os.path.join(args.cache, f"pb1-detectron2-{VERSION}")
+                                     "-d", cache])
+    src = os.path.join(cache, f"pb1-detectron2-{VERSION}")
     if not os.path.isdir(src):
         with tarfile.open(sdist) as tar:
-            tar.extractall(args.cache)
+            tar.extractall(cache)
         patch_setup(os.path.join(src, "setup.py"))
         with open(os.path.join(src, "detectron2", "_C.py"), "w") as f:
             f.write(C_PLACEHOLDER)
     assert glob.glob(os.path.join(src, "detectron2/model_zoo/configs/*.yaml")), "model-zoo configs missing"
+    os.makedirs(os.path.dirname(wheel_dir), exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=os.path.basename(wheel_dir) + ".", dir=os.path.dirname(wheel_dir))
+    try:
+        subprocess.check_call(pip + ["wheel", "-q", "--no-deps", "--no-build-isolation", "-c", constraints,
+                                     "-w", tmp, src])
+        try:
+            os.rename(tmp, wheel_dir)
+        except OSError:  # another set-up finished the same wheel first: keep its folder
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--cache", required=True, help="folder for the downloaded and unpacked sdist")
+    parser.add_argument("--constraints", required=True)
+    args = parser.parse_args()
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+    wheel_dir = wheel_cache_dir()
+    wheels = glob.glob(os.path.join(wheel_dir, "*.whl"))
+    if wheels:
+        print(f"[setup] detectron2: the wheel built by an earlier set-up ({wheel_dir})")
+    else:
+        build_wheel(pip, args.cache, args.constraints, wheel_dir)
+        wheels = glob.glob(os.path.join(wheel_dir, "*.whl"))
+        print(f"[setup] detectron2: wheel built, kept for the next set-up in {wheel_dir}")
+    if len(wheels) != 1:
+        sys.exit(f"install_detectron2: expected one detectron2 wheel in {wheel_dir}, found {wheels}")
     # Dependencies are installed (pinned) by setup_env.sh; detectron2's own list pins an old black.
-    subprocess.check_call(pip + ["install", "-q", "--no-deps", "--no-build-isolation", "--no-compile",
-                                 "-c", args.constraints, src])
+    subprocess.check_call(pip + ["install", "-q", "--no-deps", "--no-compile", "-c", args.constraints, wheels[0]])
 
 
 if __name__ == "__main__":

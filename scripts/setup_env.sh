@@ -22,7 +22,7 @@ if [[ "$PROFILE" != full && "$PROFILE" != demo ]]; then
   echo "[setup] unknown profile '$PROFILE': use 'demo' or nothing (everything)" >&2
   exit 2
 fi
-# what each profile must import (the fast path's check); the demo's are also byte-compiled at its end
+# what each profile must import (the fast path's check)
 DEMO_MODULES="torch, torchvision, detectron2, sd_detr, scipy, pycocotools, fvcore, cv2, matplotlib, tensorboard"
 FULL_MODULES="$DEMO_MODULES, pytest, onnx, onnxruntime"
 
@@ -51,9 +51,8 @@ if [[ "${DONE_PRINT:-}" == "$FINGERPRINT" && ( "${DONE_PROFILE:-full}" == full |
 fi
 
 # Byte-compiling: pip compiles the .py files it installs one by one, on one core (10,500 files: torch, sympy,
-# scipy, ...). Here pip installs with --no-compile; the full set-up compiles everything with `compile_site` on
-# both cores (torch's folders in the background while the rest installs), the demo's only the modules the demo
-# imports (by importing them). The .pyc files must be written at set-up: a process run with
+# scipy, ...). Here pip installs with --no-compile and `compile_site` compiles on both cores, torch's folders in
+# the background while the rest installs. The .pyc files must be written at set-up: a process run with
 # PYTHONDONTWRITEBYTECODE=1 (set on some machines) would otherwise compile torch afresh at every import.
 PIP=("$PY" -m pip install --disable-pip-version-check -q --no-compile -c "$CONSTRAINTS")
 SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
@@ -68,11 +67,9 @@ if has torch && has torchvision; then
 else
   echo "[setup] installing torch + torchvision (about 1 min with cached wheels)"
   "${PIP[@]}" torch torchvision
-  if [[ "$PROFILE" == full ]]; then
-    # only the folders of torch's install, which no later step writes to
-    compile_site "$SITE"/torch "$SITE"/torchvision "$SITE"/sympy "$SITE"/networkx &
-    COMPILE_PIDS+=($!)
-  fi
+  # only the folders of torch's install, which no later step writes to
+  compile_site "$SITE"/torch "$SITE"/torchvision "$SITE"/sympy "$SITE"/networkx &
+  COMPILE_PIDS+=($!)
 fi
 
 # one pip call (each call resolves afresh): the pinned pure-python and numeric dependencies and tensorboard
@@ -109,19 +106,7 @@ else
 fi
 
 if [[ ${#COMPILE_PIDS[@]} -gt 0 ]]; then wait "${COMPILE_PIDS[@]}"; fi
-if [[ "$PROFILE" == full ]]; then
-  echo "[setup] byte-compiling the installed packages"
-  compile_site
-else
-  echo "[setup] byte-compiling the modules the demo imports"
-  env -u PYTHONDONTWRITEBYTECODE "$PY" -c "import $DEMO_MODULES
-import detectron2.engine, detectron2.evaluation, detectron2.utils.visualizer, torch.utils.tensorboard, scipy.optimize
-import pkgutil, importlib
-for m in pkgutil.walk_packages(sd_detr.__path__, 'sd_detr.'):
-    try:
-        importlib.import_module(m.name)
-    except ImportError:  # a module of the tests' or the export's (pytest, onnx: not in the demo set-up)
-        pass"
-fi
+echo "[setup] byte-compiling the installed packages"
+compile_site
 "$PY" -c "import torch, torchvision, detectron2, sd_detr; print('[setup] ok: torch', torch.__version__, '| torchvision', torchvision.__version__, '| detectron2', detectron2.__version__)"
 echo "$FINGERPRINT $PROFILE" > "$STAMP"

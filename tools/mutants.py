@@ -420,6 +420,27 @@ MUTANTS: List[Mutant] = [
            ("tests/data/test_mapper.py::test_crop_prob_zero_never_crops_and_one_always_crops",),
            "augmentation: crop_prob given to the multi-scale branch (crop_prob=1 never crops)",
            function="build_detr_augmentations"),
+    # -------------------------------------------------------------- the mapper's all-at-once box transform
+    Mutant("mapper_boxes_clipped_to_height_width", "sd_detr/data/mapper.py",
+           "[w, h, w, h])", "[h, w, h, w])",
+           ("tests/data/test_mapper.py::test_all_at_once_box_transform_equals_detectron2s_per_annotation_path",),
+           "mapper: boxes clipped to (h, w) instead of (w, h) (non-square images)",
+           function="DetrDatasetMapper._transform_annotations"),
+    Mutant("mapper_crowd_annotations_kept", "sd_detr/data/mapper.py",
+           'if obj.get("iscrowd", 0) == 0]', ']',
+           ("tests/data/test_mapper.py::test_crowd_annotations_are_dropped",),
+           "mapper: crowd annotations trained on as objects",
+           function="DetrDatasetMapper._transform_annotations"),
+    Mutant("mapper_xywh_boxes_not_converted", "sd_detr/data/mapper.py",
+           "boxes[rows] = BoxMode.convert(given, mode, BoxMode.XYXY_ABS)", "boxes[rows] = given",
+           ("tests/data/test_mapper.py::test_identity_mapping_gives_absolute_xyxy_boxes_and_rgb_channels",),
+           "mapper: COCO's XYWH boxes taken as XYXY",
+           function="DetrDatasetMapper._transform_annotations"),
+    Mutant("mapper_cache_not_read_only", "sd_detr/data/mapper.py",
+           "image.setflags(write=False)", "pass",
+           ("tests/data/test_mapper.py::test_cached_images_are_read_once_and_equal_to_a_fresh_read",),
+           "image cache: cached arrays writable (an in-place augmentation would change later epochs)",
+           function="DetrDatasetMapper._read_image"),
     # -------------------------------------------------------------- (new sections go here; every mutant names
     # the function it edits, see Mutant)
 ]

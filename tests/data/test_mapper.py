@@ -1,3 +1,4 @@
+import copy
 import logging
 
 import numpy as np
@@ -427,3 +428,90 @@ def test_16_bit_rgb_png_keeps_its_channel_order_and_high_byte(tmp_path):
     cv2.imwrite(path, bgr)
     np.testing.assert_array_equal(read_image(path, "RGB")[0, 0], [0, 128, 255])
     np.testing.assert_array_equal(read_image(path, "BGR")[0, 0], [255, 128, 0])
+
+
+def _random_annotations(rng, n, width, height):
+    """``n`` annotations in mixed box modes (XYWH_ABS and XYXY_ABS), some crowd, some partly or wholly
+    outside the image (so that clipping and the empty-box filter both act), some of zero size."""
+    annos = []
+    for i in range(n):
+        x0, y0 = rng.uniform(-0.3 * width, 1.1 * width), rng.uniform(-0.3 * height, 1.1 * height)
+        bw, bh = (0.0 if i % 7 == 3 else rng.uniform(0.5, 0.6 * width)), rng.uniform(0.5, 0.6 * height)
+        if i % 2:
+            bbox, mode = [x0, y0, bw, bh], BoxMode.XYWH_ABS
+        else:
+            bbox, mode = [x0, y0, x0 + bw, y0 + bh], BoxMode.XYXY_ABS
+        annos.append({"bbox": [float(v) for v in bbox], "bbox_mode": mode, "category_id": int(rng.integers(0, 5)),
+                      "iscrowd": int(i % 5 == 1)})
+    return annos
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_all_at_once_box_transform_equals_detectron2s_per_annotation_path(red_rect_image, seed):
+    """The mapper transforms an image's boxes in one call (boxes only); the Instances must equal, bit for
+    bit, detectron2's DatasetMapper._transform_annotations (per annotation) under the same random
+    flip / resize / crop, with crowd, clipped, emptied and zero-size boxes among them."""
+    from detectron2.data import DatasetMapper
+
+    rng = np.random.default_rng(seed)
+    mapper = DetrDatasetMapper(is_train=True, augmentations=build_detr_augmentations(True, **SMALL_TRAIN))
+    for _ in range(8):
+        record = _record(red_rect_image, _random_annotations(rng, 12, W, H))
+        image = np.zeros((H, W, 3), np.uint8)
+        aug_input = T.AugInput(image)
+        transforms = mapper.augmentations(aug_input)
+        shape = aug_input.image.shape[:2]
+        ours, reference = dict(record), copy.deepcopy(record)
+        mapper._transform_annotations(ours, transforms, shape)
+        DatasetMapper._transform_annotations(mapper, reference, transforms, shape)
+        a, b = ours["instances"], reference["instances"]
+        assert a.image_size == b.image_size
+        assert a.gt_boxes.tensor.dtype == b.gt_boxes.tensor.dtype == torch.float32
+        assert torch.equal(a.gt_boxes.tensor, b.gt_boxes.tensor)
+        assert torch.equal(a.gt_classes, b.gt_classes) and a.gt_classes.dtype == torch.int64
+    # and it is a real comparison: the annotations kept, clipped and dropped all occur
+    assert 0 < len(b) < 12
+
+
+def test_mapping_leaves_the_dataset_record_unchanged(red_rect_image):
+    """The record is the dataset's (used again next epoch): mapping must not change its annotations."""
+    record = _record(red_rect_image)
+    before = copy.deepcopy(record)
+    np.random.seed(0)
+    for _ in range(3):
+        _small_train_mapper()(record)
+    assert record == before
+
+
+def test_cached_images_are_read_once_and_equal_to_a_fresh_read(red_rect_image, monkeypatch):
+    import sd_detr.data.mapper as mapper_module
+
+    reads = []
+    real_read = mapper_module.read_image
+    # a writable array, as some readers return (PIL's np.asarray happens to be read-only already)
+    monkeypatch.setattr(mapper_module, "read_image",
+                        lambda *a, **k: reads.append(a[0]) or real_read(*a, **k).copy())
+    cached = DetrDatasetMapper(is_train=False, augmentations=[], cache_images=True)
+    fresh = DetrDatasetMapper(is_train=False, augmentations=[])
+    first, second = cached(_record(red_rect_image)), cached(_record(red_rect_image))
+    assert reads == [red_rect_image]  # the second mapping took the cached image
+    reference = fresh(_record(red_rect_image))["image"]
+    assert torch.equal(first["image"], reference) and torch.equal(second["image"], reference)
+    # the cached array is protected: a transform writing into it would change every later epoch
+    cached_image = cached._image_cache[red_rect_image]
+    with pytest.raises(ValueError):
+        cached_image[0, 0, 0] = 1
+    # the model input is the mapper's own copy, not a view of the cache
+    first["image"][0, 0, 0] += 1
+    assert torch.equal(cached(_record(red_rect_image))["image"], reference)
+
+
+def test_without_cache_every_mapping_reads_the_file(red_rect_image, monkeypatch):
+    import sd_detr.data.mapper as mapper_module
+
+    reads = []
+    real_read = mapper_module.read_image
+    monkeypatch.setattr(mapper_module, "read_image", lambda *a, **k: reads.append(a[0]) or real_read(*a, **k))
+    mapper = DetrDatasetMapper(is_train=False, augmentations=[])
+    mapper(_record(red_rect_image)), mapper(_record(red_rect_image))
+    assert reads == [red_rect_image, red_rect_image]

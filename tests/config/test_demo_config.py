@@ -1,5 +1,5 @@
 """projects/sd_detr/configs/sd_detr_tiny_synthetic_demo.py, `make demo`'s recipe (issue 23 §3): the tiny SD-DETR
-of sd_detr_tiny_synthetic.py evaluated on the same synthetic val split, with the measured short recipe (800
+of sd_detr_tiny_synthetic.py evaluated on the same synthetic val split, with the measured short recipe (900
 iterations, warm-up, lr 8e-4, no crops, evaluation at 192 px); the Makefile trains, evaluates and draws that config as it is."""
 import os
 import re
@@ -70,16 +70,16 @@ def test_demo_schedule_warms_up_then_drops_by_ten_for_the_last_hundred_iteration
     cfg = LazyConfig.load(DEMO)
     lrs, peak = _lrs(cfg), cfg.optimizer.lr
     assert peak == pytest.approx(8e-4) and cfg.optimizer.fused
-    assert len(lrs) == 800
+    assert len(lrs) == 900
     assert lrs[0] == pytest.approx(0.01 * peak)
     assert all(a < b for a, b in zip(lrs[:50], lrs[1:51]))  # linear warm-up over the first 50 iterations
-    assert lrs[50:700] == pytest.approx([peak] * 650)
-    assert lrs[700:] == pytest.approx([0.1 * peak] * 100)
+    assert lrs[50:800] == pytest.approx([peak] * 750)
+    assert lrs[800:] == pytest.approx([0.1 * peak] * 100)
 
 
 def test_make_demo_trains_evaluates_and_draws_the_demo_config_as_it_is():
     """Catches: the Makefile training another config than the one it draws, or DEMO_OPTS that change the
-    recipe's length (the schedule's drop is written for its 800 iterations), or a run whose only evaluation is not at its last iteration."""
+    recipe's length (the schedule's drop is written for its 900 iterations), or a run whose only evaluation is not at its last iteration."""
     v = _makefile_vars()
     assert os.path.join(REPO, v["DEMO_CONFIG"]) == DEMO
     opts = shlex.split(v.get("DEMO_OPTS", ""))

@@ -50,16 +50,24 @@ if [[ "${DONE_PRINT:-}" == "$FINGERPRINT" && ( "${DONE_PROFILE:-full}" == full |
   fi
 fi
 
-# Byte-compiling: pip compiles the .py files it installs one by one, on one core (10,500 files: torch, sympy,
-# scipy, ...). Here pip installs with --no-compile and `compile_site` compiles on both cores, torch's folders in
-# the background while the rest installs. The .pyc files must be written at set-up: a process run with
-# PYTHONDONTWRITEBYTECODE=1 (set on some machines) would otherwise compile torch afresh at every import.
+# Byte-compiling: pip compiles the .py files it installs one by one, on the core it runs on (10,500 files:
+# torch, sympy, scipy, ...). Here pip installs with --no-compile and compileall compiles on the other core in
+# the background (each folder once pip is done writing it), then on both cores whatever is left. The .pyc files
+# must be written at set-up: a process run with PYTHONDONTWRITEBYTECODE=1 (set on some machines) would
+# otherwise compile torch afresh at every import.
 PIP=("$PY" -m pip install --disable-pip-version-check -q --no-compile -c "$CONSTRAINTS")
 SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 COMPILE_PIDS=()
-# compileall skips the files whose .pyc is up to date; a file it cannot compile (pip ignores those too, e.g.
-# templates or other Pythons' code shipped in a package) is not an error of the set-up
-compile_site() { "$PY" -m compileall -qq -j 0 "${@:-$SITE}" >/dev/null 2>&1 || true; }
+# compile WORKERS [compileall options] [folders]: compileall skips the files whose .pyc is up to date; a file it
+# cannot compile (pip ignores those too, e.g. templates or other Pythons' code in a package) is not an error
+compile_site() { local j="$1"; shift; "$PY" -m compileall -qq -j "$j" "${@:-$SITE}" >/dev/null 2>&1 || true; }
+# the same in the background, after the background compiles started before it (one core: pip has the other)
+compile_later() {
+  local before=("${COMPILE_PIDS[@]}")
+  ( for pid in "${before[@]}"; do while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done; done
+    compile_site 1 "$@" ) &
+  COMPILE_PIDS+=($!)
+}
 has() { "$PY" -I -c "import $1" 2>/dev/null; }
 
 if has torch && has torchvision; then
@@ -68,8 +76,7 @@ else
   echo "[setup] installing torch + torchvision (about 1 min with cached wheels)"
   "${PIP[@]}" torch torchvision
   # only the folders of torch's install, which no later step writes to
-  compile_site "$SITE"/torch "$SITE"/torchvision "$SITE"/sympy "$SITE"/networkx &
-  COMPILE_PIDS+=($!)
+  compile_later "$SITE"/torch "$SITE"/torchvision "$SITE"/sympy "$SITE"/networkx
 fi
 
 # one pip call (each call resolves afresh): the pinned pure-python and numeric dependencies and tensorboard
@@ -89,6 +96,8 @@ else
   "${PIP[@]}" "${DEPS[@]}"
 fi
 
+compile_later -x '/detectron2/' "$SITE"  # all but detectron2's folder, which the next step may write
+
 if has detectron2; then
   echo "[setup] keeping detectron2 at $("$PY" -c 'import detectron2, os; print(os.path.dirname(detectron2.__file__))')"
 else
@@ -107,6 +116,6 @@ fi
 
 if [[ ${#COMPILE_PIDS[@]} -gt 0 ]]; then wait "${COMPILE_PIDS[@]}"; fi
 echo "[setup] byte-compiling the installed packages"
-compile_site
+compile_site 0
 "$PY" -c "import torch, torchvision, detectron2, sd_detr; print('[setup] ok: torch', torch.__version__, '| torchvision', torchvision.__version__, '| detectron2', detectron2.__version__)"
 echo "$FINGERPRINT $PROFILE" > "$STAMP"

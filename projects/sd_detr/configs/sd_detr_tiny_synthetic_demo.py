@@ -1,8 +1,9 @@
 """`make demo`'s recipe: the tiny SD-DETR of sd_detr_tiny_synthetic.py (same model, same data) trained for what
 fits the demo's 10 minutes on 2 idle cores: 900 iterations of 8 images (0.375-0.48 s each on the 2-core machine, which drifted).
+Seed 42 (the default) reaches AP50 52.4 on the synthetic val split; seeds 43 and 44 reach 37.6 and 40.6.
 
 What differs from the ablation budget (configs/common/synthetic_train.py), each measured in
-projects/sd_detr/README.md ("Demo recipe"; one seed per change; the recipe at 1100 iterations over three seeds):
+projects/sd_detr/README.md ("Demo recipe"; one seed per change; the whole recipe over three seeds):
 
 - AdamW lr 8e-4 (not 4e-4) after a 50-iteration linear warm-up, x0.1 for the last 100 iterations;
   ``fused=True`` (the same update in one kernel: 0.30 instead of 0.45 s per iteration on 2 cores);

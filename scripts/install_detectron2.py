@@ -80,7 +80,7 @@ def wheel_cache_dir() -> str:
     return os.path.join(root, "wheels", f"detectron2-{VERSION}-{key}")
 
 
-def build_wheel(pip, cache, constraints, wheel_dir):
+def build_wheel(pip, cache, wheel_dir):
     """Download the sdist into ``cache``, patch it, and build its wheel into ``wheel_dir`` (written whole
     or not at all: built in a temporary folder, then renamed)."""
     os.makedirs(cache, exist_ok=True)
@@ -101,8 +101,12 @@ def build_wheel(pip, cache, constraints, wheel_dir):
     os.makedirs(os.path.dirname(wheel_dir), exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=os.path.basename(wheel_dir) + ".", dir=os.path.dirname(wheel_dir))
     try:
-        subprocess.check_call(pip + ["wheel", "-q", "--no-deps", "--no-build-isolation", "-c", constraints,
-                                     "-w", tmp, src])
+        # setup.py itself rather than `pip wheel`, which would run it twice (metadata, then the wheel), and
+        # setup.py imports torch each time; its output (setuptools' deprecation banner) is shown only on failure
+        build = subprocess.run([sys.executable, "setup.py", "-q", "bdist_wheel", "-d", tmp], cwd=src,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if build.returncode != 0:
+            sys.exit(f"install_detectron2: building the wheel in {src} failed:\n{build.stdout}")
         try:
             os.rename(tmp, wheel_dir)
         except OSError:  # another set-up finished the same wheel first: keep its folder
@@ -112,7 +116,7 @@ def build_wheel(pip, cache, constraints, wheel_dir):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", required=True, help="folder for the downloaded and unpacked sdist")
     parser.add_argument("--constraints", required=True)
     args = parser.parse_args()
@@ -122,7 +126,7 @@ def main():
     if wheels:
         print(f"[setup] detectron2: the wheel built by an earlier set-up ({wheel_dir})")
     else:
-        build_wheel(pip, args.cache, args.constraints, wheel_dir)
+        build_wheel(pip, args.cache, wheel_dir)
         wheels = glob.glob(os.path.join(wheel_dir, "*.whl"))
         print(f"[setup] detectron2: wheel built, kept for the next set-up in {wheel_dir}")
     if len(wheels) != 1:

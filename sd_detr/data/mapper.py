@@ -372,9 +372,9 @@ class DetrDatasetMapper(DatasetMapper):
     def _transform_annotations(self, dataset_dict, transforms, image_shape):
         """detectron2's ``DatasetMapper._transform_annotations`` (crowd annotations dropped, boxes
         transformed, clipped to the image, empty ones removed), with all the boxes of an image transformed in
-        one call when only boxes and classes are needed: the same ``Instances``, bit for bit, for the list boxes
-        of detectron2's dataset dicts (tests/data/test_mapper.py), at a fraction of the per-annotation cost. Otherwise (masks, keypoints)
-        detectron2's own per-annotation path."""
+        one call when only boxes and classes are needed: the same ``Instances``, bit for bit, for the list
+        boxes of detectron2's dataset dicts (tests/data/test_mapper.py), at a fraction of the per-annotation
+        cost. Otherwise (masks, keypoints) detectron2's own per-annotation path."""
         if not self._boxes_only():
             return super()._transform_annotations(dataset_dict, transforms, image_shape)
         annos = [obj for obj in dataset_dict.pop("annotations") if obj.get("iscrowd", 0) == 0]

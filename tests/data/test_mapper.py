@@ -483,14 +483,20 @@ def test_mapping_leaves_the_dataset_record_unchanged(red_rect_image):
     assert record == before
 
 
-def test_cached_images_are_read_once_and_equal_to_a_fresh_read(red_rect_image, monkeypatch):
+def _count_reads(monkeypatch):
+    """Make the mapper's image reader record each file it reads (in the returned list) and return a writable
+    array, as some readers do (PIL's np.asarray happens to be read-only already)."""
     import sd_detr.data.mapper as mapper_module
 
     reads = []
     real_read = mapper_module.read_image
-    # a writable array, as some readers return (PIL's np.asarray happens to be read-only already)
     monkeypatch.setattr(mapper_module, "read_image",
                         lambda *a, **k: reads.append(a[0]) or real_read(*a, **k).copy())
+    return reads
+
+
+def test_cached_images_are_read_once_and_equal_to_a_fresh_read(red_rect_image, monkeypatch):
+    reads = _count_reads(monkeypatch)
     cached = DetrDatasetMapper(is_train=False, augmentations=[], cache_images=True)
     fresh = DetrDatasetMapper(is_train=False, augmentations=[])
     first, second = cached(_record(red_rect_image)), cached(_record(red_rect_image))
@@ -507,11 +513,7 @@ def test_cached_images_are_read_once_and_equal_to_a_fresh_read(red_rect_image, m
 
 
 def test_without_cache_every_mapping_reads_the_file(red_rect_image, monkeypatch):
-    import sd_detr.data.mapper as mapper_module
-
-    reads = []
-    real_read = mapper_module.read_image
-    monkeypatch.setattr(mapper_module, "read_image", lambda *a, **k: reads.append(a[0]) or real_read(*a, **k))
+    reads = _count_reads(monkeypatch)
     mapper = DetrDatasetMapper(is_train=False, augmentations=[])
     mapper(_record(red_rect_image)), mapper(_record(red_rect_image))
     assert reads == [red_rect_image, red_rect_image]
